@@ -1,0 +1,712 @@
+"""Offline checks of the deployment files (ECS, Kubernetes, systemd, SAM).
+
+Run with `.venv/bin/python -m pytest tests/deploy -q`. Hermetic: the only
+network traffic goes to servers this file starts on 127.0.0.1 (a moto server
+for ECS and IAM, a stub of the agent for the Lambda example).
+"""
+
+import ast
+import http.server
+import json
+import os
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+import urllib.parse
+from pathlib import Path, PurePosixPath
+
+import boto3
+import botocore.session
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = "/usr/local/bin/secrets-agent"
+HEALTH_CMD = [BINARY, "health"]
+ACCOUNT = "123456789012"
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+# Directories Kubernetes mounts service-account tokens under (/var/run is a
+# symlink to /run in most images, so both spellings count).
+RESERVED_TOKEN_DIRS = [PurePosixPath("/var/run"), PurePosixPath("/run/secrets")]
+
+
+def read(rel):
+    return (ROOT / rel).read_text()
+
+
+def is_under(path, parent):
+    path, parent = PurePosixPath(path), PurePosixPath(parent)
+    return path == parent or parent in path.parents
+
+
+def venv_tool(name):
+    """A console script of the interpreter running the tests, else one on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (see tests/deploy/requirements.txt)"
+    return found
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# ECS / Fargate
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def aws_client(service, endpoint):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="module")
+def task_definition():
+    return json.loads(read("ecs/task-definition.json"))
+
+
+def containers_by_name(task_def):
+    return {c["name"]: c for c in task_def["containerDefinitions"]}
+
+
+def test_task_definition_has_only_register_api_keys(task_definition):
+    # `aws ecs register-task-definition --cli-input-json file://...` rejects
+    # unknown keys, so the file must be exactly the API's input shape.
+    model = botocore.session.get_session().get_service_model("ecs")
+    request = model.operation_model("RegisterTaskDefinition").input_shape
+    container_shape = request.members["containerDefinitions"].member
+    assert set(task_definition) <= set(request.members)
+    for container in task_definition["containerDefinitions"]:
+        assert set(container) <= set(container_shape.members), container["name"]
+
+
+def test_task_definition_registers_against_moto(moto_endpoint, task_definition):
+    ecs = aws_client("ecs", moto_endpoint)
+    registered = ecs.register_task_definition(**task_definition)["taskDefinition"]
+    described = ecs.describe_task_definition(
+        taskDefinition=registered["taskDefinitionArn"]
+    )["taskDefinition"]
+
+    for got in (registered, described):
+        assert got["family"] == "myapp-with-secrets-agent"
+        assert got["networkMode"] == "awsvpc"
+        assert got["requiresCompatibilities"] == ["FARGATE"]
+        assert got["runtimePlatform"]["operatingSystemFamily"] == "LINUX"
+        assert f":{ACCOUNT}:" in got["taskRoleArn"]
+        assert f":{ACCOUNT}:" in got["executionRoleArn"]
+
+        containers = containers_by_name(got)
+        assert set(containers) == {"secrets-agent", "app"}
+        agent, app = containers["secrets-agent"], containers["app"]
+
+        assert agent["essential"] is True
+        assert agent["healthCheck"]["command"] == ["CMD", *HEALTH_CMD]
+        assert app["dependsOn"] == [
+            {"containerName": "secrets-agent", "condition": "HEALTHY"}
+        ]
+        for container in (agent, app):
+            log = container["logConfiguration"]
+            assert log["logDriver"] == "awslogs"
+            assert {"awslogs-group", "awslogs-region", "awslogs-stream-prefix"} <= set(
+                log["options"]
+            )
+
+
+def test_task_definition_shares_the_token_volume(task_definition):
+    containers = containers_by_name(task_definition)
+    agent, app = containers["secrets-agent"], containers["app"]
+    volume_names = {v["name"] for v in task_definition["volumes"]}
+
+    (agent_mount,) = agent["mountPoints"]
+    (app_mount,) = app["mountPoints"]
+    assert agent_mount["sourceVolume"] == app_mount["sourceVolume"]
+    assert agent_mount["sourceVolume"] in volume_names
+    assert agent_mount.get("readOnly") is False
+    assert app_mount["readOnly"] is True
+
+    agent_env = {e["name"]: e["value"] for e in agent["environment"]}
+    app_env = {e["name"]: e["value"] for e in app["environment"]}
+    token_file = agent_env["SECRETS_AGENT_TOKEN_FILE"]
+    assert is_under(token_file, agent_mount["containerPath"])
+    assert is_under(app_env["SECRETS_AGENT_TOKEN_FILE"], app_mount["containerPath"])
+    assert app_env["SECRETS_AGENT_TOKEN_FILE"] == token_file
+    # A token variable in the agent's environment would win over the file.
+    assert not {"AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} & set(
+        agent_env
+    )
+    # The volume starts with the image's ownership only if the mount point is
+    # the path the image declares as VOLUME (see ecs/Dockerfile).
+    assert agent_mount["containerPath"] in dockerfile_volumes()
+
+
+def test_task_definition_fits_fargate_limits(task_definition):
+    # Fargate's valid cpu -> memory (MiB) combinations for the smallest sizes.
+    valid = {"256": {"512", "1024", "2048"}, "512": {str(m) for m in range(1024, 4097, 1024)}}
+    assert task_definition["memory"] in valid[task_definition["cpu"]]
+    check = containers_by_name(task_definition)["secrets-agent"]["healthCheck"]
+    assert 5 <= check["interval"] <= 300
+    assert 2 <= check["timeout"] <= 60
+    assert 1 <= check["retries"] <= 10
+    assert 0 <= check["startPeriod"] <= 300
+    agent = containers_by_name(task_definition)["secrets-agent"]
+    assert agent["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert agent["readonlyRootFilesystem"] is True
+    assert not agent["user"].startswith(("0:", "root")) and agent["user"] != "0"
+
+
+def dockerfile_instructions():
+    text = read("ecs/Dockerfile").replace("\\\n", " ")
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def dockerfile_volumes():
+    volumes = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "VOLUME":
+            volumes += json.loads(rest) if rest.startswith("[") else rest.split()
+    return volumes
+
+
+def test_dockerfile_is_multi_stage_non_root_with_health_check():
+    instructions = dockerfile_instructions()
+    froms = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(froms) >= 2
+    assert froms[0].startswith("rust:")
+    assert "distroless" in froms[-1] or froms[-1] == "scratch"
+    assert any("cargo build --release --locked" in rest for k, rest in instructions if k == "RUN")
+
+    final_stage = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
+    users = [rest for keyword, rest in final_stage if keyword == "USER"]
+    assert users, "the final stage sets no USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0", ""}
+
+    checks = [rest for keyword, rest in final_stage if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1
+    cmd = checks[0].split("CMD", 1)[1].strip()
+    assert json.loads(cmd) == HEALTH_CMD
+
+    entrypoints = [rest for keyword, rest in final_stage if keyword == "ENTRYPOINT"]
+    assert json.loads(entrypoints[-1]) == [BINARY]
+    assert any(BINARY in rest for keyword, rest in final_stage if keyword == "COPY")
+    # The agent is reached over loopback only: nothing to publish.
+    assert not [k for k, _ in instructions if k == "EXPOSE"]
+
+
+def test_dockerignore_keeps_build_outputs_out_of_the_context():
+    patterns = {line.strip() for line in read(".dockerignore").splitlines()}
+    assert {"target/", ".venv/", "layer/*.zip"} <= patterns
+
+
+ALLOWED_ACTIONS = {
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:BatchGetSecretValue",
+    "ssm:GetParameter",
+    "kms:Decrypt",
+}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_task_role_policy_is_least_privilege(moto_endpoint):
+    text = read("ecs/task-role-policy.json")
+    policy = json.loads(text)
+    assert policy["Version"] == "2012-10-17"
+
+    granted = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement and "NotResource" not in statement
+        actions = set(as_list(statement["Action"]))
+        assert actions <= ALLOWED_ACTIONS, actions - ALLOWED_ACTIONS
+        granted |= actions
+        resources = as_list(statement["Resource"])
+        if "*" in resources:
+            # BatchGetSecretValue has no resource-level permissions; each secret
+            # it returns is still checked against GetSecretValue.
+            assert actions == {"secretsmanager:BatchGetSecretValue"}
+        else:
+            for arn in resources:
+                assert arn.startswith("arn:aws:") and f":{ACCOUNT}:" in arn
+    assert granted == ALLOWED_ACTIONS
+    # ListSecrets is only needed for BatchGetSecretValue with Filters, which the
+    # agent does not use.
+    assert "ListSecrets" not in text
+
+    iam = aws_client("iam", moto_endpoint)
+    created = iam.create_policy(PolicyName="secrets-agent-task", PolicyDocument=text)
+    assert created["Policy"]["Arn"].endswith(":policy/secrets-agent-task")
+
+
+# --------------------------------------------------------------------------
+# Kubernetes
+# --------------------------------------------------------------------------
+
+K8S_FILES = ["k8s/deployment.yaml", "k8s/daemonset.yaml"]
+
+
+def k8s_docs(rel):
+    return [d for d in yaml.safe_load_all(read(rel)) if d]
+
+
+def kind(rel, kind_name):
+    (found,) = [d for d in k8s_docs(rel) if d["kind"] == kind_name]
+    return found
+
+
+def test_manifests_pass_kubernetes_validate_strict():
+    from kubernetes_validate.utils import latest_version
+    from packaging.version import Version
+
+    version = latest_version()
+    # Native sidecars are GA from 1.33 on.
+    assert Version(version) >= Version("1.33")
+    result = run(
+        [sys.executable, "-m", "kubernetes_validate", "-k", version, "--strict"]
+        + [str(ROOT / f) for f in K8S_FILES]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Every resource in every file was checked (nothing skipped).
+    resources = sum(len(k8s_docs(f)) for f in K8S_FILES)
+    assert result.stdout.count("passed") + result.stderr.count("passed") == resources
+
+
+def pod_spec(rel, kind_name):
+    return kind(rel, kind_name)["spec"]["template"]["spec"]
+
+
+def test_deployment_runs_agent_as_native_sidecar():
+    spec = pod_spec("k8s/deployment.yaml", "Deployment")
+    (agent,) = [c for c in spec["initContainers"] if c["name"] == "secrets-agent"]
+    (app,) = spec["containers"]
+
+    assert agent["restartPolicy"] == "Always"
+    assert agent["startupProbe"]["exec"]["command"] == HEALTH_CMD
+    assert agent["livenessProbe"]["exec"]["command"] == HEALTH_CMD
+
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (agent_mount,) = agent["volumeMounts"]
+    (app_mount,) = app["volumeMounts"]
+    assert agent_mount["name"] == app_mount["name"]
+    assert volumes[agent_mount["name"]]["emptyDir"]["medium"] == "Memory"
+    assert not agent_mount.get("readOnly", False)
+    assert app_mount["readOnly"] is True
+    for mount in (agent_mount, app_mount):
+        for reserved in RESERVED_TOKEN_DIRS:
+            assert not is_under(mount["mountPath"], reserved), mount["mountPath"]
+
+    agent_env = {e["name"]: e["value"] for e in agent["env"]}
+    app_env = {e["name"]: e["value"] for e in app["env"]}
+    assert is_under(agent_env["SECRETS_AGENT_TOKEN_FILE"], agent_mount["mountPath"])
+    assert app_env["SECRETS_AGENT_TOKEN_FILE"] == agent_env["SECRETS_AGENT_TOKEN_FILE"]
+    assert not {"AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} & set(
+        agent_env
+    )
+
+
+def test_deployment_security_and_resources():
+    text = read("k8s/deployment.yaml")
+    spec = pod_spec("k8s/deployment.yaml", "Deployment")
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    for container in spec["initContainers"] + spec["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert ctx.get("runAsNonRoot", True) is True
+
+    (agent,) = spec["initContainers"]
+    assert agent["resources"] == {
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"memory": "32Mi"},
+    }
+    # The figures carry a note that they are to be checked against measurements.
+    assert re.search(r"measured\s*(#\s*)?RSS", text)
+
+    account = kind("k8s/deployment.yaml", "ServiceAccount")
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.startswith(f"arn:aws:iam::{ACCOUNT}:role/")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert "Pod Identity" in text
+
+
+def test_daemonset_variant_and_its_trade_offs():
+    text = read("k8s/daemonset.yaml")
+    header = text.split("\n---", 1)[0].lower()
+    for topic in ["iam", "every pod", "token", "blast radius", "noisy neighbour", "sidecar"]:
+        assert topic in header, topic
+
+    spec = pod_spec("k8s/daemonset.yaml", "DaemonSet")
+    (agent,) = [c for c in spec["containers"] if c["name"] == "secrets-agent"]
+    env = {e["name"]: e["value"] for e in agent["env"]}
+    listen = env["SECRETS_AGENT_LISTEN"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    if listen.startswith("unix:"):
+        socket = listen[len("unix:") :]
+        (mount,) = [m for m in agent["volumeMounts"] if is_under(socket, m["mountPath"])]
+        assert "hostPath" in volumes[mount["name"]]
+        assert is_under(env["SECRETS_AGENT_TOKEN_FILE"], mount["mountPath"])
+    else:
+        assert listen == "0.0.0.0"
+        assert spec.get("hostNetwork") is True or any(
+            p.get("hostPort") for p in agent.get("ports", [])
+        )
+    assert agent["startupProbe"]["exec"]["command"] == HEALTH_CMD
+    assert agent["livenessProbe"]["exec"]["command"] == HEALTH_CMD
+    assert agent["securityContext"]["runAsNonRoot"] is True
+    assert agent["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+# --------------------------------------------------------------------------
+# Host (systemd)
+# --------------------------------------------------------------------------
+
+UNIT = "systemd/secrets-agent.service"
+
+
+def parse_unit(text):
+    """{section: {key: [values...]}}; systemd allows repeated keys."""
+    sections, current = {}, None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def unit_with_stand_in_binary(tmp_path):
+    """The unit, with the agent binary (not installed here) replaced by /bin/true."""
+    text = read(UNIT)
+    assert f"ExecStart={BINARY} " in text
+    copy = tmp_path / "secrets-agent.service"
+    copy.write_text(text.replace(f"ExecStart={BINARY} ", "ExecStart=/bin/true ", 1))
+    return copy
+
+
+@pytest.fixture
+def systemd_analyze():
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        pytest.skip("systemd-analyze is not installed")
+    return tool
+
+
+def test_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
+    unit = unit_with_stand_in_binary(tmp_path)
+    result = run([systemd_analyze, "verify", str(unit)])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "secrets-agent.service" not in output, output
+
+
+def test_unit_sandbox_exposure_is_low(systemd_analyze, tmp_path):
+    unit = unit_with_stand_in_binary(tmp_path)
+    result = run([systemd_analyze, "security", "--offline=yes", "--no-pager", str(unit)])
+    if result.returncode != 0 and "offline" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline")
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) < 2.5, result.stdout
+
+
+def test_unit_key_options():
+    unit = parse_unit(read(UNIT))
+    service = {key: values[-1] for key, values in unit["Service"].items()}
+
+    assert service["ExecStart"].split()[0] == BINARY
+    assert "--config" in service["ExecStart"].split()
+    assert service["User"] == "secrets-agent"
+    assert service["Group"] == "awssmatokenreader"
+
+    # The token's group restriction comes from its directory: 0750, owned by
+    # User:Group, created by systemd at start.
+    assert service["RuntimeDirectory"] == "secrets-agent"
+    assert service["RuntimeDirectoryMode"] == "0750"
+    env = dict(v.split("=", 1) for v in unit["Service"]["Environment"])
+    assert is_under(env["SECRETS_AGENT_TOKEN_FILE"], "/run/secrets-agent")
+    start_pre = " ".join(unit["Service"]["ExecStartPre"])
+    assert f"{env['SECRETS_AGENT_TOKEN_FILE']} /run/awssmatoken" in start_pre
+
+    expected = {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+        "Restart": "on-failure",
+        "KillSignal": "SIGTERM",
+    }
+    for key, value in expected.items():
+        assert service.get(key) == value, key
+    assert 0 < int(service["TimeoutStopSec"]) <= 90
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_sysusers_creates_user_and_token_group(tmp_path):
+    tool = shutil.which("systemd-sysusers")
+    if not tool:
+        pytest.skip("systemd-sysusers is not installed")
+    (tmp_path / "etc").mkdir()
+    result = run([tool, f"--root={tmp_path}", str(ROOT / "systemd/secrets-agent.sysusers")])
+    assert result.returncode == 0, result.stderr
+    passwd = (tmp_path / "etc/passwd").read_text().splitlines()
+    users = {line.split(":")[0]: line for line in passwd}
+    groups = {line.split(":")[0] for line in (tmp_path / "etc/group").read_text().splitlines()}
+    assert "awssmatokenreader" in groups
+    assert users["secrets-agent"].endswith(":/usr/sbin/nologin")
+
+
+# Keys of the AWS Secrets Manager Agent's config file, plus ours.
+TOML_KEYS = {
+    "log_level", "log_to_file", "http_port", "region", "ttl_seconds", "cache_size",
+    "ssrf_headers", "ssrf_env_variables", "path_prefix", "max_conn",
+    "validate_credentials", "ignore_transient_errors", "token_file",
+}
+
+
+def test_example_toml_config_parses():
+    config = tomllib.loads(read("systemd/secrets-agent.toml"))
+    assert set(config) <= TOML_KEYS, set(config) - TOML_KEYS
+    assert config["http_port"] == 2773
+    assert isinstance(config["ttl_seconds"], int)
+
+
+# --------------------------------------------------------------------------
+# Lambda (SAM template and example function)
+# --------------------------------------------------------------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !GetAtt, ...) as long form."""
+
+
+def _cfn_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return yaml.load(read("template.yaml"), Loader=CfnLoader)
+
+
+def test_template_passes_cfn_lint():
+    result = run([venv_tool("cfn-lint"), str(ROOT / "template.yaml")], cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_layers_secret_and_function(template):
+    resources = template["Resources"]
+    layers = {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    by_arch = {tuple(p["CompatibleArchitectures"]): (name, p) for name, p in layers.items()}
+    assert set(by_arch) == {("x86_64",), ("arm64",)}
+    assert by_arch[("x86_64",)][1]["ContentUri"] == "layer/secrets-agent-x86_64.zip"
+    assert by_arch[("arm64",)][1]["ContentUri"] == "layer/secrets-agent-arm64.zip"
+
+    (secret_name,) = [
+        n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"
+    ]
+    assert "GenerateSecretString" in resources[secret_name]["Properties"]
+    assert "SecretString" not in resources[secret_name]["Properties"]
+
+    (function,) = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
+    ]
+    assert function["Runtime"] == "python3.12"
+    (arch,) = function["Architectures"]
+    assert function["Layers"] == [{"Ref": by_arch[(arch,)][0]}]
+    module, _, func = function["Handler"].partition(".")
+    code = ROOT / function["CodeUri"] / f"{module}.py"
+    assert f"def {func}(" in code.read_text()
+    assert function["Environment"]["Variables"]["SECRET_ID"] == {"Ref": secret_name}
+
+    statements = [s for p in function["Policies"] for s in p["Statement"]]
+    assert len(statements) == 1
+    (statement,) = statements
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == [
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+    ]
+    assert statement["Resource"] == {"Ref": secret_name}
+
+    outputs = {o["Value"].get("Ref") for o in template["Outputs"].values()}
+    assert set(layers) <= outputs
+    assert any(resources[ref]["Type"] == "AWS::Serverless::Function" for ref in outputs if ref)
+
+
+EXAMPLE = ROOT / "examples/lambda-python/app.py"
+
+
+def test_example_function_compiles_and_uses_stdlib_only(tmp_path):
+    py_compile.compile(str(EXAMPLE), cfile=str(tmp_path / "app.pyc"), doraise=True)
+    tree = ast.parse(EXAMPLE.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+
+
+SECRET_VALUE = '{"username":"demo","password":"Zq7-never-print-me-4b1d"}'
+SESSION_TOKEN = "session-token-for-the-test"
+
+
+class AgentStub(http.server.BaseHTTPRequestHandler):
+    """Answers like the agent's /secretsmanager/get, and records requests."""
+
+    requests = []
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        url = urllib.parse.urlsplit(self.path)
+        token = self.headers.get(TOKEN_HEADER)
+        self.requests.append((url.path, urllib.parse.parse_qs(url.query), token))
+        if token != SESSION_TOKEN:
+            self.reply(403, {"__type": "AccessDenied", "message": "bad token"})
+        elif url.path != "/secretsmanager/get":
+            self.reply(404, {"__type": "NotFound", "message": "no route"})
+        else:
+            (secret_id,) = urllib.parse.parse_qs(url.query)["secretId"]
+            self.reply(200, {
+                "ARN": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:{secret_id}-AbCdEf",
+                "Name": secret_id,
+                "VersionId": "11111111-2222-3333-4444-555555555555",
+                "SecretString": SECRET_VALUE,
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": "2024-01-01T00:00:00Z",
+            }, cache="miss" if len(self.requests) == 1 else "hit")
+
+    def reply(self, status, body, cache=None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if cache:
+            self.send_header("X-Cache", cache)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def agent_stub():
+    AgentStub.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AgentStub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_example_function_reads_secret_without_printing_it(agent_stub):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SECRET_ID": "demo/secret",
+        "AWS_SESSION_TOKEN": SESSION_TOKEN,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(agent_stub),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    script = "import json, app; print(json.dumps(app.handler({}, None)))"
+    result = run([sys.executable, "-c", script], cwd=EXAMPLE.parent, env=env)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+
+    # One read at init (import), one in the handler, both with the token.
+    assert [(path, query["secretId"], token) for path, query, token in AgentStub.requests] == [
+        ("/secretsmanager/get", ["demo/secret"], SESSION_TOKEN),
+        ("/secretsmanager/get", ["demo/secret"], SESSION_TOKEN),
+    ]
+    # Neither the value nor any part of it reaches the output.
+    assert SECRET_VALUE not in output
+    assert "Zq7-never-print-me-4b1d" not in output
+    assert json.dumps(SECRET_VALUE) not in output
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["phase"] for line in lines] == ["init", "invoke", "invoke"]
+    assert lines[-1]["length"] == len(SECRET_VALUE)
+    assert lines[-1]["versionId"] == "11111111-2222-3333-4444-555555555555"
+    assert lines[-1]["cache"] == "hit"
+
+
+# --------------------------------------------------------------------------
+# Documentation
+# --------------------------------------------------------------------------
+
+
+def test_deploy_doc_covers_every_platform():
+    doc = read("docs/deploy.md")
+    headings = re.findall(r"^#+\s+(.*)$", doc, flags=re.M)
+    for heading in ["ECS/Fargate", "EKS", "Host (systemd)", "Lambda (SAM template)"]:
+        assert heading in headings, heading
+    for command in [
+        "aws ecs register-task-definition",
+        "kubectl apply",
+        "systemctl enable",
+        "sam build",
+        "sam deploy",
+    ]:
+        assert command in doc, command
+    for path in ["ecs/task-definition.json", "k8s/deployment.yaml", "k8s/daemonset.yaml",
+                 "systemd/secrets-agent.service", "template.yaml"]:
+        assert path in doc, path
+        assert (ROOT / path).exists(), path
