@@ -1,0 +1,54 @@
+# secrets-agent: `make run` shows it serving a secret from a local moto; `make test` runs
+# every test. Both install what they need (a Python virtualenv with moto in .venv).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all build run test lint unit-test deploy-test venv deps clean
+
+all: build
+
+build:
+	cargo build --release
+
+# Debian packages a fresh machine may lack: curl for the demo, python3-venv for the virtualenv.
+deps:
+	@need=""; \
+	command -v curl >/dev/null || need="$$need curl"; \
+	python3 -m venv --help >/dev/null 2>&1 || need="$$need python3-venv"; \
+	command -v zip >/dev/null || need="$$need zip"; \
+	command -v file >/dev/null || need="$$need file"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing:$$need"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$need; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$need; fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): tests/requirements.txt tests/deploy/requirements.txt | deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r tests/requirements.txt
+	touch $(STAMP)
+
+run: venv build
+	tests/support/demo.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit-test: venv
+	cargo test --all-targets
+
+deploy-test: venv
+	$(PY) -m pytest tests/deploy -q
+
+test: venv lint unit-test deploy-test
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,585 @@
+//! The two AWS services behind one small trait, and the one place where SDK errors are
+//! classified.
+//!
+//! A fetch turns an AWS answer into the exact JSON body the agent serves, once, so a cache hit
+//! is a clone of bytes. Secrets follow the AWS Secrets Manager Agent's GetSecretValue shape;
+//! parameters follow the AWS Parameters and Secrets Lambda Extension's GetParameter shape.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, ServiceErrorKind};
+use crate::metrics::Metrics;
+
+/// Which service a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Secret,
+    Parameter,
+}
+
+/// What is cached: one answer of one service for one selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub kind: Kind,
+    /// Secret id (name or ARN) or parameter name (name or ARN).
+    pub id: String,
+    /// `versionId` of a secret, `version` of a parameter.
+    pub version: Option<String>,
+    /// `versionStage` of a secret, `label` of a parameter.
+    pub label: Option<String>,
+    /// `withDecryption` (parameters only).
+    pub decrypt: bool,
+}
+
+impl Key {
+    /// A secret key; no stage and `AWSCURRENT` are the same entry.
+    pub fn secret(id: impl Into<String>, version: Option<String>, stage: Option<String>) -> Self {
+        let stage = match (&version, stage) {
+            (None, Some(s)) if s == "AWSCURRENT" => None,
+            (_, s) => s,
+        };
+        Key {
+            kind: Kind::Secret,
+            id: id.into(),
+            version,
+            label: stage,
+            decrypt: false,
+        }
+    }
+
+    pub fn parameter(
+        name: impl Into<String>,
+        version: Option<String>,
+        label: Option<String>,
+        decrypt: bool,
+    ) -> Self {
+        Key {
+            kind: Kind::Parameter,
+            id: name.into(),
+            version,
+            label,
+            decrypt,
+        }
+    }
+}
+
+/// One fetched value, already serialized as the agent's response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub body: Bytes,
+    /// The secret's VersionId or the parameter's Version.
+    pub version: Option<String>,
+    /// The secret version's stages, sorted (empty for parameters).
+    pub stages: Vec<String>,
+}
+
+/// The result of refreshing a value the cache already holds.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    /// AWS says the version (and its stages) did not change: keep the cached body.
+    Unchanged,
+    New(Fetched),
+}
+
+/// What the cache needs from AWS.
+pub trait Backend: Send + Sync + 'static {
+    /// Fetches `key`. With `previous`, a secret asks DescribeSecret first and returns
+    /// `Unchanged` when the version it would get is the one already held.
+    fn fetch(
+        &self,
+        key: &Key,
+        previous: Option<Arc<Fetched>>,
+    ) -> impl Future<Output = Result<Refreshed, Error>> + Send;
+
+    /// Fetches many secrets (AWSCURRENT) at once, as few calls as the service allows.
+    /// Returns one result per id.
+    fn fetch_secrets(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Vec<(String, Result<Fetched, Error>)>> + Send;
+}
+
+/// Secrets Manager and SSM through the AWS SDK.
+pub struct AwsBackend {
+    secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+    /// Caps concurrent AWS calls (the extension's MAX_CONNECTIONS).
+    permits: Semaphore,
+    secrets_timeout: Duration,
+    parameters_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// BatchGetSecretValue takes at most 20 ids.
+const BATCH_SIZE: usize = 20;
+
+impl AwsBackend {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        config: &crate::config::Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        // Retries: one quick retry in the SDK; longer waits belong to the cache's backoff so a
+        // failing AWS is not hammered once per request.
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(2)
+            .with_initial_backoff(Duration::from_millis(50));
+        let sm_conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .retry_config(retry.clone())
+            .build();
+        let ssm_conf = aws_sdk_ssm::config::Builder::from(sdk)
+            .retry_config(retry)
+            .build();
+        AwsBackend {
+            secrets: aws_sdk_secretsmanager::Client::from_conf(sm_conf),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm_conf),
+            permits: Semaphore::new(config.max_backend_calls),
+            secrets_timeout: config.secrets_timeout,
+            parameters_timeout: config.parameters_timeout,
+            metrics,
+        }
+    }
+
+    /// Runs one AWS call under the concurrency cap and the timeout (waiting for a permit counts).
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let run = async {
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| Error::Unreachable {
+                    operation,
+                    detail: "agent is shutting down".into(),
+                })?;
+            fut.await
+        };
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                operation,
+                millis: timeout.as_millis() as u64,
+            }),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        self.metrics
+            .observe_call(operation, outcome, started.elapsed());
+        result
+    }
+
+    async fn get_secret(&self, key: &Key) -> Result<Fetched, Error> {
+        const OP: &str = "GetSecretValue";
+        let out = self
+            .call(OP, self.secrets_timeout, async {
+                self.secrets
+                    .get_secret_value()
+                    .secret_id(&key.id)
+                    .set_version_id(key.version.clone())
+                    .set_version_stage(key.label.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+            })
+            .await?;
+        Ok(secret_body(SecretFields {
+            arn: out.arn,
+            name: out.name,
+            version_id: out.version_id,
+            secret_string: out.secret_string,
+            secret_binary: out.secret_binary.map(|b| b.into_inner()),
+            version_stages: out.version_stages,
+            created_date: out.created_date,
+        }))
+    }
+
+    /// The version a key would resolve to now, with its stages.
+    async fn current_version(&self, key: &Key) -> Result<Option<(String, Vec<String>)>, Error> {
+        const OP: &str = "DescribeSecret";
+        let out = self
+            .call(OP, self.secrets_timeout, async {
+                self.secrets
+                    .describe_secret()
+                    .secret_id(&key.id)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+            })
+            .await?;
+        let versions = out.version_ids_to_stages.unwrap_or_default();
+        let stage = key.label.as_deref().unwrap_or("AWSCURRENT");
+        let found = versions
+            .into_iter()
+            .find(|(id, stages)| match &key.version {
+                Some(v) => id == v,
+                None => stages.iter().any(|s| s == stage),
+            });
+        Ok(found.map(|(id, mut stages)| {
+            stages.sort();
+            (id, stages)
+        }))
+    }
+
+    async fn get_parameter(&self, key: &Key) -> Result<Fetched, Error> {
+        const OP: &str = "GetParameter";
+        let name = match (&key.version, &key.label) {
+            (Some(v), _) => format!("{}:{v}", key.id),
+            (None, Some(l)) => format!("{}:{l}", key.id),
+            (None, None) => key.id.clone(),
+        };
+        let out = self
+            .call(OP, self.parameters_timeout, async {
+                self.ssm
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(key.decrypt)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, self.parameters_timeout, e))
+            })
+            .await?;
+        let p = out
+            .parameter
+            .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
+        let version = p.version;
+        let body = ParameterBody {
+            parameter: ParameterFields {
+                arn: p.arn,
+                data_type: p.data_type,
+                last_modified_date: p
+                    .last_modified_date
+                    .and_then(|d| d.fmt(Format::DateTime).ok()),
+                name: p.name,
+                selector: p.selector,
+                source_result: p.source_result,
+                kind: p.r#type.map(|t| t.as_str().to_string()),
+                value: p.value,
+                version,
+            },
+            result_metadata: Empty {},
+        };
+        Ok(Fetched {
+            body: to_bytes(&body),
+            version: Some(version.to_string()),
+            stages: Vec::new(),
+        })
+    }
+
+    async fn batch(&self, ids: &[String]) -> Result<Vec<(String, Result<Fetched, Error>)>, Error> {
+        const OP: &str = "BatchGetSecretValue";
+        let out = self
+            .call(OP, self.secrets_timeout, async {
+                self.secrets
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(ids.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+            })
+            .await?;
+        let mut results = Vec::with_capacity(ids.len());
+        for v in out.secret_values.unwrap_or_default() {
+            // Match the answer back to the id the caller used (name or ARN).
+            let id = ids
+                .iter()
+                .find(|id| {
+                    Some(id.as_str()) == v.arn.as_deref() || Some(id.as_str()) == v.name.as_deref()
+                })
+                .cloned();
+            let Some(id) = id else { continue };
+            let fetched = secret_body(SecretFields {
+                arn: v.arn,
+                name: v.name,
+                version_id: v.version_id,
+                secret_string: v.secret_string,
+                secret_binary: v.secret_binary.map(|b| b.into_inner()),
+                version_stages: v.version_stages,
+                created_date: v.created_date,
+            });
+            results.push((id, Ok(fetched)));
+        }
+        for e in out.errors.unwrap_or_default() {
+            let Some(id) = e.secret_id else { continue };
+            let code = e.error_code.unwrap_or_else(|| "UnknownError".into());
+            let kind = kind_for_code(&code, 400);
+            results.push((
+                id,
+                Err(Error::Service {
+                    kind,
+                    status: 400,
+                    code,
+                    message: e.message.unwrap_or_default(),
+                }),
+            ));
+        }
+        Ok(results)
+    }
+}
+
+impl Backend for AwsBackend {
+    async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
+        match key.kind {
+            Kind::Parameter => self.get_parameter(key).await.map(Refreshed::New),
+            Kind::Secret => {
+                if let Some(prev) = previous.filter(|p| p.version.is_some()) {
+                    if let Some((version, stages)) = self.current_version(key).await? {
+                        if prev.version.as_deref() == Some(version.as_str())
+                            && prev.stages == stages
+                        {
+                            return Ok(Refreshed::Unchanged);
+                        }
+                    }
+                }
+                self.get_secret(key).await.map(Refreshed::New)
+            }
+        }
+    }
+
+    async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
+        let mut results = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_SIZE) {
+            let mut answered = match self.batch(chunk).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "BatchGetSecretValue failed; fetching one by one");
+                    Vec::new()
+                }
+            };
+            // Anything the batch did not answer (or a failed batch) is fetched on its own.
+            for id in chunk {
+                if !answered.iter().any(|(a, _)| a == id) {
+                    let r = self.get_secret(&Key::secret(id.clone(), None, None)).await;
+                    answered.push((id.clone(), r));
+                }
+            }
+            results.extend(answered);
+        }
+        results
+    }
+}
+
+/// Maps an SDK error to our classes. This is the only place that looks inside SDK errors.
+fn classify<E>(operation: &'static str, timeout: Duration, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let meta = ctx.err();
+            let code = meta.code().unwrap_or("UnknownError").to_string();
+            let message = meta.message().unwrap_or("").to_string();
+            Error::Service {
+                kind: kind_for_code(&code, status),
+                status: if (400..600).contains(&status) {
+                    status
+                } else {
+                    502
+                },
+                code,
+                message,
+            }
+        }
+        SdkError::TimeoutError(_) => Error::Timeout {
+            operation,
+            millis: timeout.as_millis() as u64,
+        },
+        SdkError::ConstructionFailure(_) => Error::bad_request(format!(
+            "{operation} could not be built: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        )),
+        _ => Error::Unreachable {
+            operation,
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+fn kind_for_code(code: &str, status: u16) -> ServiceErrorKind {
+    match code {
+        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
+            ServiceErrorKind::NotFound
+        }
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "DecryptionFailure"
+        | "UnrecognizedClientException"
+        | "InvalidKeyId"
+        | "KMSAccessDeniedException"
+        | "ExpiredTokenException" => ServiceErrorKind::AccessDenied,
+        "ThrottlingException"
+        | "Throttling"
+        | "ThrottledException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "RateExceeded" => ServiceErrorKind::Throttled,
+        _ if status >= 500 => ServiceErrorKind::ServerError,
+        _ if status == 429 => ServiceErrorKind::Throttled,
+        _ => ServiceErrorKind::Other,
+    }
+}
+
+/// The fields of a secret, from GetSecretValue or BatchGetSecretValue.
+struct SecretFields {
+    arn: Option<String>,
+    name: Option<String>,
+    version_id: Option<String>,
+    secret_string: Option<String>,
+    secret_binary: Option<Vec<u8>>,
+    version_stages: Option<Vec<String>>,
+    created_date: Option<DateTime>,
+}
+
+/// The AWS agent's GetSecretValue body: field names and order as it writes them.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretBody<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a Option<String>,
+    name: &'a Option<String>,
+    version_id: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_string: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_binary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_stages: &'a Option<Vec<String>>,
+    /// Seconds since the epoch with fraction, as a string (the AWS agent's format).
+    created_date: Option<String>,
+}
+
+fn secret_body(f: SecretFields) -> Fetched {
+    let body = SecretBody {
+        arn: &f.arn,
+        name: &f.name,
+        version_id: &f.version_id,
+        secret_string: &f.secret_string,
+        secret_binary: f
+            .secret_binary
+            .as_deref()
+            .map(aws_smithy_types::base64::encode),
+        version_stages: &f.version_stages,
+        created_date: f.created_date.map(|d| d.as_secs_f64().to_string()),
+    };
+    let mut stages = f.version_stages.clone().unwrap_or_default();
+    stages.sort();
+    Fetched {
+        body: to_bytes(&body),
+        version: f.version_id,
+        stages,
+    }
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+/// The AWS extension's GetParameter body.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterBody {
+    parameter: ParameterFields,
+    result_metadata: Empty,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterFields {
+    #[serde(rename = "ARN")]
+    arn: Option<String>,
+    data_type: Option<String>,
+    last_modified_date: Option<String>,
+    name: Option<String>,
+    selector: Option<String>,
+    source_result: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    value: Option<String>,
+    version: i64,
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Bytes {
+    // Our own structs of strings and numbers always serialize.
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn awscurrent_and_no_stage_share_a_key() {
+        assert_eq!(
+            Key::secret("a", None, Some("AWSCURRENT".into())),
+            Key::secret("a", None, None)
+        );
+        assert_ne!(
+            Key::secret("a", None, Some("AWSPREVIOUS".into())),
+            Key::secret("a", None, None)
+        );
+    }
+
+    #[test]
+    fn secret_body_uses_agent_field_names_and_base64() {
+        let f = secret_body(SecretFields {
+            arn: Some("arn:x".into()),
+            name: Some("n".into()),
+            version_id: Some("v1".into()),
+            secret_string: None,
+            secret_binary: Some(vec![0, 1, 2, 255]),
+            version_stages: Some(vec!["AWSCURRENT".into()]),
+            created_date: Some(DateTime::from_secs_and_nanos(1_700_000_000, 500_000_000)),
+        });
+        let text = std::str::from_utf8(&f.body).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ARN":"arn:x","Name":"n","VersionId":"v1","SecretBinary":"AAEC/w==","VersionStages":["AWSCURRENT"],"CreatedDate":"1700000000.5"}"#
+        );
+        assert_eq!(f.version.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        assert_eq!(
+            kind_for_code("ResourceNotFoundException", 400),
+            ServiceErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_for_code("ParameterNotFound", 400),
+            ServiceErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_for_code("ThrottlingException", 400),
+            ServiceErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_for_code("AccessDeniedException", 400),
+            ServiceErrorKind::AccessDenied
+        );
+        assert_eq!(
+            kind_for_code("InternalServiceError", 500),
+            ServiceErrorKind::ServerError
+        );
+        assert_eq!(
+            kind_for_code("ValidationException", 400),
+            ServiceErrorKind::Other
+        );
+    }
+}

@@ -1,0 +1,788 @@
+//! The cache: one entry per key, single flight, TTL in wall-clock time, least-recently-used
+//! eviction, refresh-ahead, stale-if-error with backoff, and a short negative cache.
+//!
+//! `Cache` is a cheap handle over `Arc<Inner>`. The state sits behind a `std::sync::Mutex`: it is
+//! held only to read or update the map, never across an `.await`, and critical sections are a
+//! few map operations, so a blocking mutex beats an async one. Every backend call runs in a task
+//! the cache spawns and owns: a caller that gives up (client disconnect) does not cancel the fetch
+//! the other waiters depend on, and `shutdown` aborts what is left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::{Backend, Fetched, Key, Kind, Refreshed};
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// Wall-clock time. TTLs must survive a Lambda freeze, so they are not measured on a monotonic
+/// clock that stops while the process is frozen.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that moves only when told to (tests, benchmarks).
+pub struct ManualClock(Mutex<SystemTime>);
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        ))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *t += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How an answer was produced, for the `X-Cache` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+        }
+    }
+}
+
+/// A response body with how it was produced and how old it is.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub body: Bytes,
+    pub status: CacheStatus,
+    pub age: Duration,
+}
+
+/// The cache's knobs, taken from `Config`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub secrets_ttl: Duration,
+    pub parameters_ttl: Duration,
+    pub capacity: usize,
+    pub refresh_ratio: f64,
+    pub max_stale: Duration,
+    pub serve_stale: bool,
+    pub negative_ttl: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            secrets_ttl: c.secrets_ttl,
+            parameters_ttl: c.parameters_ttl,
+            capacity: c.cache_size,
+            refresh_ratio: c.refresh_ratio,
+            max_stale: c.max_stale,
+            serve_stale: c.ignore_transient_errors,
+            negative_ttl: c.negative_ttl,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        }
+    }
+
+    fn ttl(&self, kind: Kind) -> Duration {
+        if self.capacity == 0 {
+            return Duration::ZERO;
+        }
+        match kind {
+            Kind::Secret => self.secrets_ttl,
+            Kind::Parameter => self.parameters_ttl,
+        }
+    }
+}
+
+type Outcome = Option<Result<Stored, Error>>;
+
+#[derive(Clone)]
+struct Stored {
+    data: Arc<Fetched>,
+    fetched_at: SystemTime,
+}
+
+/// Consecutive transient failures and when the next attempt may go out.
+struct Failure {
+    count: u32,
+    retry_at: SystemTime,
+}
+
+#[derive(Default)]
+struct Slot {
+    value: Option<Stored>,
+    inflight: Option<watch::Receiver<Outcome>>,
+    failure: Option<Failure>,
+    /// A "not found" answer and until when it is repeated without asking AWS.
+    negative: Option<(Error, SystemTime)>,
+    /// Logical time of the last read, for LRU eviction.
+    used: u64,
+}
+
+struct State {
+    map: HashMap<Key, Slot>,
+    tick: u64,
+}
+
+struct Inner<B> {
+    backend: B,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    state: Mutex<State>,
+    tasks: Mutex<JoinSet<()>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A handle to the cache; clones share it.
+pub struct Cache<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for Cache<B> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// What a read decided to do while it held the lock.
+enum Plan {
+    Done(Result<Answer, Error>),
+    Wait(watch::Receiver<Outcome>),
+}
+
+impl<B: Backend> Cache<B> {
+    pub fn new(
+        backend: B,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Cache {
+            inner: Arc::new(Inner {
+                backend,
+                clock,
+                settings,
+                state: Mutex::new(State {
+                    map: HashMap::new(),
+                    tick: 0,
+                }),
+                tasks: Mutex::new(JoinSet::new()),
+                metrics,
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the map consistent (every update is a single
+        // assignment), so a poisoned lock is still usable.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers a read: from the cache when fresh, otherwise from one shared backend call.
+    pub async fn get(&self, key: Key, refresh_now: bool) -> Result<Answer, Error> {
+        let plan = self.plan(&key, refresh_now);
+        let rx = match plan {
+            Plan::Done(answer) => {
+                self.inner.metrics.count_answer(&answer);
+                return answer;
+            }
+            Plan::Wait(rx) => rx,
+        };
+        let answer = match wait(rx).await {
+            Ok(stored) => Ok(Answer {
+                body: stored.data.body.clone(),
+                status: CacheStatus::Miss,
+                age: Duration::ZERO,
+            }),
+            Err(e) if e.is_transient() => self.stale_or(&key, e),
+            Err(e) => Err(e),
+        };
+        self.inner.metrics.count_answer(&answer);
+        answer
+    }
+
+    fn plan(&self, key: &Key, refresh_now: bool) -> Plan {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let ttl = s.ttl(key.kind);
+        let mut st = self.state();
+        st.tick += 1;
+        let tick = st.tick;
+        let slot = st.map.entry(key.clone()).or_default();
+        slot.used = tick;
+        if refresh_now {
+            return Plan::Wait(self.start_fetch(slot, key, false));
+        }
+        if let Some(v) = &slot.value {
+            let age = age(now, v.fetched_at);
+            let body = v.data.body.clone();
+            if age < ttl {
+                let due = age >= ttl.mul_f64(s.refresh_ratio);
+                if due && slot.inflight.is_none() && !backing_off(slot, now) {
+                    self.inner.metrics.count_refresh_ahead();
+                    self.start_fetch(slot, key, true);
+                }
+                return Plan::Done(Ok(Answer {
+                    body,
+                    status: CacheStatus::Hit,
+                    age,
+                }));
+            }
+            let servable = s.serve_stale && age < ttl + s.max_stale;
+            // AWS is failing, or a refresh is already on its way: serve what we have rather
+            // than make the reader wait for the backend.
+            if servable && (slot.failure.is_some() || slot.inflight.is_some()) {
+                if slot.inflight.is_none() && !backing_off(slot, now) {
+                    self.start_fetch(slot, key, true);
+                }
+                return Plan::Done(Ok(Answer {
+                    body,
+                    status: CacheStatus::Stale,
+                    age,
+                }));
+            }
+        } else if let Some((err, until)) = &slot.negative {
+            if now < *until {
+                return Plan::Done(Err(err.clone()));
+            }
+            slot.negative = None;
+        }
+        if let Some(rx) = &slot.inflight {
+            return Plan::Wait(rx.clone());
+        }
+        Plan::Wait(self.start_fetch(slot, key, true))
+    }
+
+    /// After a transient failure: the last good value if it may still be served.
+    fn stale_or(&self, key: &Key, err: Error) -> Result<Answer, Error> {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let ttl = s.ttl(key.kind);
+        let st = self.state();
+        match st.map.get(key).and_then(|slot| slot.value.as_ref()) {
+            Some(v) if s.serve_stale && age(now, v.fetched_at) < ttl + s.max_stale => Ok(Answer {
+                body: v.data.body.clone(),
+                status: CacheStatus::Stale,
+                age: age(now, v.fetched_at),
+            }),
+            _ => Err(err),
+        }
+    }
+
+    /// Starts the one backend call for `key` and records it in the slot. `revalidate` lets a
+    /// secret ask DescribeSecret first when a value is already held.
+    fn start_fetch(
+        &self,
+        slot: &mut Slot,
+        key: &Key,
+        revalidate: bool,
+    ) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        slot.inflight = Some(rx.clone());
+        let previous = if revalidate {
+            slot.value.as_ref().map(|v| v.data.clone())
+        } else {
+            None
+        };
+        let cache = self.clone();
+        let key = key.clone();
+        let marker = rx.clone();
+        self.spawn(async move {
+            let result = cache.inner.backend.fetch(&key, previous.clone()).await;
+            let outcome = cache.finish(&key, &marker, result, previous);
+            let _ = tx.send(Some(outcome));
+        });
+        rx
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    /// Records the result of a fetch in the slot and returns what waiters get.
+    fn finish(
+        &self,
+        key: &Key,
+        marker: &watch::Receiver<Outcome>,
+        result: Result<Refreshed, Error>,
+        previous: Option<Arc<Fetched>>,
+    ) -> Result<Stored, Error> {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let keep = !s.ttl(key.kind).is_zero();
+        let mut st = self.state();
+        let slot = st.map.entry(key.clone()).or_default();
+        if slot
+            .inflight
+            .as_ref()
+            .is_some_and(|rx| rx.same_channel(marker))
+        {
+            slot.inflight = None;
+        }
+        let outcome = match result {
+            Ok(refreshed) => {
+                let data = match refreshed {
+                    Refreshed::New(f) => Arc::new(f),
+                    Refreshed::Unchanged => match previous {
+                        Some(p) => p,
+                        None => {
+                            // Unreachable by contract: Unchanged needs a previous value.
+                            return Err(Error::Unreachable {
+                                operation: "refresh",
+                                detail: "no previous value".into(),
+                            });
+                        }
+                    },
+                };
+                if slot.failure.take().is_some() {
+                    tracing::info!(id = %key.id, "backend recovered; serving fresh values again");
+                }
+                slot.negative = None;
+                let stored = Stored {
+                    data,
+                    fetched_at: now,
+                };
+                if keep {
+                    slot.value = Some(stored.clone());
+                }
+                Ok(stored)
+            }
+            Err(e) if e.is_transient() => {
+                let count = slot.failure.as_ref().map_or(0, |f| f.count) + 1;
+                let delay = backoff(s.backoff_base, s.backoff_cap, count);
+                // One log line per backoff step, not one per request.
+                tracing::warn!(
+                    id = %key.id,
+                    error = %e,
+                    attempt = count,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "backend call failed; serving the cached value where there is one"
+                );
+                slot.failure = Some(Failure {
+                    count,
+                    retry_at: now + delay,
+                });
+                Err(e)
+            }
+            Err(e) => {
+                // A "no" from AWS: the secret is gone or we may no longer read it.
+                slot.value = None;
+                slot.failure = None;
+                if e.is_not_found() && !s.negative_ttl.is_zero() {
+                    slot.negative = Some((e.clone(), now + s.negative_ttl));
+                }
+                Err(e)
+            }
+        };
+        if slot.value.is_none() && slot.inflight.is_none() && slot.negative.is_none() {
+            st.map.remove(key);
+        }
+        evict(&mut st, s.capacity);
+        self.inner.metrics.set_entries(st.map.len());
+        outcome
+    }
+
+    /// Fetches secrets and parameters at start. Reads of these keys that arrive meanwhile wait
+    /// for this fetch instead of starting their own.
+    pub fn prefetch(&self, secrets: Vec<String>, parameters: Vec<String>) {
+        let mut pending = Vec::new();
+        {
+            let mut st = self.state();
+            for id in secrets {
+                let key = Key::secret(id.clone(), None, None);
+                let slot = st.map.entry(key.clone()).or_default();
+                if slot.inflight.is_some() || slot.value.is_some() {
+                    continue;
+                }
+                let (tx, rx) = watch::channel(None);
+                slot.inflight = Some(rx.clone());
+                pending.push((id, key, tx, rx));
+            }
+        }
+        if !pending.is_empty() {
+            let cache = self.clone();
+            self.spawn(async move {
+                let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
+                let mut results = cache.inner.backend.fetch_secrets(ids).await;
+                for (id, key, tx, marker) in pending {
+                    let result = match results.iter().position(|(r, _)| *r == id) {
+                        Some(i) => results.swap_remove(i).1.map(Refreshed::New),
+                        None => Err(Error::Unreachable {
+                            operation: "BatchGetSecretValue",
+                            detail: "no answer for this id".into(),
+                        }),
+                    };
+                    if let Err(e) = &result {
+                        tracing::warn!(secret_id = %id, error = %e, "prefetch failed");
+                    }
+                    let outcome = cache.finish(&key, &marker, result, None);
+                    let _ = tx.send(Some(outcome));
+                }
+            });
+        }
+        for name in parameters {
+            let cache = self.clone();
+            self.spawn(async move {
+                let key = Key::parameter(name.clone(), None, None, true);
+                if let Err(e) = cache.get(key, false).await {
+                    tracing::warn!(parameter = %name, error = %e, "prefetch failed");
+                }
+            });
+        }
+    }
+
+    /// Starts background refreshes of every entry past its refresh-ahead point. In Lambda this
+    /// runs when an INVOKE arrives, since no timer runs while the process is frozen.
+    pub fn refresh_due(&self) -> usize {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let mut st = self.state();
+        let due: Vec<Key> = st
+            .map
+            .iter()
+            .filter(|(key, slot)| {
+                let ttl = s.ttl(key.kind);
+                slot.inflight.is_none()
+                    && !backing_off(slot, now)
+                    && slot
+                        .value
+                        .as_ref()
+                        .is_some_and(|v| age(now, v.fetched_at) >= ttl.mul_f64(s.refresh_ratio))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &due {
+            if let Some(slot) = st.map.get_mut(key) {
+                self.start_fetch(slot, key, true);
+            }
+        }
+        due.len()
+    }
+
+    /// Number of entries (with a value, in flight or remembered as not found).
+    pub fn len(&self) -> usize {
+        self.state().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Age of the oldest cached value.
+    pub fn oldest_age(&self) -> Duration {
+        let now = self.inner.clock.now();
+        self.state()
+            .map
+            .values()
+            .filter_map(|s| s.value.as_ref())
+            .map(|v| age(now, v.fetched_at))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Stops every background fetch.
+    pub fn shutdown(&self) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.abort_all();
+    }
+}
+
+async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<Stored, Error> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(unreachable_fetch),
+        Err(_) => unreachable_fetch(),
+    }
+}
+
+fn unreachable_fetch() -> Result<Stored, Error> {
+    Err(Error::Unreachable {
+        operation: "fetch",
+        detail: "the backend call was cancelled (agent shutting down)".into(),
+    })
+}
+
+fn age(now: SystemTime, then: SystemTime) -> Duration {
+    // A clock stepped backwards makes an entry look new; never negative.
+    now.duration_since(then).unwrap_or_default()
+}
+
+fn backing_off(slot: &Slot, now: SystemTime) -> bool {
+    slot.failure.as_ref().is_some_and(|f| now < f.retry_at)
+}
+
+/// Exponential backoff with equal jitter: half the step fixed, half random.
+fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let step = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(cap);
+    let mut b = [0u8; 4];
+    let r = if getrandom::getrandom(&mut b).is_ok() {
+        u32::from_le_bytes(b) as f64 / u32::MAX as f64
+    } else {
+        0.5
+    };
+    step / 2 + (step / 2).mul_f64(r)
+}
+
+/// Drops least-recently-used entries past `capacity`, sparing those with a fetch in flight.
+fn evict(st: &mut State, capacity: usize) {
+    while st.map.len() > capacity.max(1) {
+        let victim = st
+            .map
+            .iter()
+            .filter(|(_, s)| s.inflight.is_none())
+            .min_by_key(|(_, s)| s.used)
+            .map(|(k, _)| k.clone());
+        match victim {
+            Some(k) => {
+                st.map.remove(&k);
+            }
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServiceErrorKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A backend that answers from a table, counting calls; `fail` switches to a transient error.
+    #[derive(Default)]
+    struct Table {
+        calls: AtomicUsize,
+        describes: AtomicUsize,
+        version: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+        missing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Backend for Arc<Table> {
+        async fn fetch(
+            &self,
+            key: &Key,
+            previous: Option<Arc<Fetched>>,
+        ) -> Result<Refreshed, Error> {
+            tokio::task::yield_now().await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Error::Unreachable {
+                    operation: "GetSecretValue",
+                    detail: "down".into(),
+                });
+            }
+            if self.missing.load(Ordering::SeqCst) {
+                return Err(Error::Service {
+                    kind: ServiceErrorKind::NotFound,
+                    status: 400,
+                    code: "ResourceNotFoundException".into(),
+                    message: "not found".into(),
+                });
+            }
+            let v = self.version.load(Ordering::SeqCst).to_string();
+            if let Some(p) = previous {
+                self.describes.fetch_add(1, Ordering::SeqCst);
+                if p.version.as_deref() == Some(v.as_str()) {
+                    return Ok(Refreshed::Unchanged);
+                }
+            }
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Refreshed::New(Fetched {
+                body: Bytes::from(format!("{}@{v}", key.id)),
+                version: Some(v),
+                stages: vec![],
+            }))
+        }
+
+        async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
+            let mut out = Vec::new();
+            for id in ids {
+                let r = self.fetch(&Key::secret(id.clone(), None, None), None).await;
+                out.push((
+                    id,
+                    r.map(|r| match r {
+                        Refreshed::New(f) => f,
+                        Refreshed::Unchanged => unreachable!(),
+                    }),
+                ));
+            }
+            out
+        }
+    }
+
+    fn setup(capacity: usize) -> (Cache<Arc<Table>>, Arc<Table>, Arc<ManualClock>) {
+        let table = Arc::new(Table::default());
+        let clock = Arc::new(ManualClock::new());
+        let settings = Settings {
+            capacity,
+            ..Settings::from_config(&Config::default())
+        };
+        let cache = Cache::new(
+            table.clone(),
+            settings,
+            clock.clone(),
+            Arc::new(Metrics::default()),
+        );
+        (cache, table, clock)
+    }
+
+    fn key(id: &str) -> Key {
+        Key::secret(id, None, None)
+    }
+
+    #[tokio::test]
+    async fn hit_after_miss_and_expiry_revalidates() {
+        let (cache, table, clock) = setup(10);
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Miss);
+        clock.advance(Duration::from_secs(100));
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Hit);
+        assert_eq!(a.age, Duration::from_secs(100));
+        clock.advance(Duration::from_secs(201));
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Miss);
+        assert_eq!(table.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_call() {
+        let (cache, table, _) = setup(10);
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.get(key("a"), false).await })
+            })
+            .collect();
+        for r in reads {
+            assert!(r.await.unwrap().is_ok());
+        }
+        assert_eq!(table.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_is_evicted() {
+        let (cache, table, _) = setup(2);
+        cache.get(key("a"), false).await.unwrap();
+        cache.get(key("b"), false).await.unwrap();
+        cache.get(key("a"), false).await.unwrap(); // a is now more recent than b
+        cache.get(key("c"), false).await.unwrap(); // evicts b
+        assert_eq!(table.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            cache.get(key("a"), false).await.unwrap().status,
+            CacheStatus::Hit
+        );
+        assert_eq!(
+            cache.get(key("b"), false).await.unwrap().status,
+            CacheStatus::Miss
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_served_on_transient_error_then_backoff() {
+        let (cache, table, clock) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        table.fail.store(true, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(301));
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Stale);
+        // During backoff no request reaches the backend.
+        let before = table.describes.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            assert_eq!(
+                cache.get(key("a"), false).await.unwrap().status,
+                CacheStatus::Stale
+            );
+        }
+        assert_eq!(table.describes.load(Ordering::SeqCst), before);
+        // Past max staleness the error is returned.
+        clock.advance(Duration::from_secs(3601));
+        tokio::task::yield_now().await;
+        assert!(cache.get(key("a"), false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn not_found_is_remembered_briefly() {
+        let (cache, table, clock) = setup(10);
+        table.missing.store(true, Ordering::SeqCst);
+        assert!(cache.get(key("x"), false).await.unwrap_err().is_not_found());
+        table.missing.store(false, Ordering::SeqCst);
+        assert!(cache.get(key("x"), false).await.is_err());
+        clock.advance(Duration::from_secs(6));
+        assert!(cache.get(key("x"), false).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refresh_ahead_serves_cached_value_and_refreshes_in_background() {
+        let (cache, table, clock) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        table.version.store(1, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(250)); // past 0.8 × 300
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Hit);
+        assert_eq!(&a.body[..], b"a@0");
+        // Let the background refresh finish.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(&a.body[..], b"a@1");
+        assert_eq!(a.status, CacheStatus::Hit);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        for attempt in 1..30 {
+            let d = backoff(base, cap, attempt);
+            let step = base.saturating_mul(1 << (attempt - 1).min(16)).min(cap);
+            assert!(d >= step / 2 && d <= step, "{attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,1176 @@
+//! Configuration, parsed once into typed values from (lowest to highest precedence) built-in
+//! defaults, a TOML file, environment variables and command-line flags.
+//!
+//! The TOML file takes the AWS Secrets Manager Agent's keys in both of its layouts (flat keys at
+//! the root, or the nested `[logging]` / `[capabilities.secrets_manager]` tables). The
+//! environment takes the AWS Parameters and Secrets Lambda Extension's variables and our own
+//! `SECRETS_AGENT_*` ones. Every problem is collected and reported at once, each naming the key,
+//! the value and what is allowed. The environment is passed in as a map, so tests never touch
+//! the process environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment as the agent sees it: a snapshot taken once in `main`.
+pub type Env = HashMap<String, String>;
+
+pub const DEFAULT_PORT: u16 = 2773;
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// A safe cap where the AWS extension would wait forever (`*_TIMEOUT_MILLIS=0`).
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TTL_SECONDS: u64 = 86_400;
+
+/// Log levels of the AWS agent and extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    None,
+}
+
+impl LogLevel {
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "none" | "off" => Some(LogLevel::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::None => "off",
+        }
+    }
+}
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Listen {
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Listen::Tcp(addr) => addr.ip().is_loopback(),
+            Listen::Unix(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Everything the agent needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub log_level: LogLevel,
+    /// Accepted for compatibility with the AWS agent; logs always go to stderr.
+    pub log_to_file: bool,
+    pub listen: Listen,
+    pub secrets_ttl: Duration,
+    pub parameters_ttl: Duration,
+    /// Entries across secrets and parameters; 0 disables caching.
+    pub cache_size: usize,
+    pub ssrf_headers: Vec<String>,
+    pub ssrf_env_variables: Vec<String>,
+    pub path_prefix: String,
+    pub max_conn: usize,
+    /// Concurrent calls to AWS (the extension's `MAX_CONNECTIONS`).
+    pub max_backend_calls: usize,
+    pub region: Option<String>,
+    pub ignore_transient_errors: bool,
+    pub validate_credentials: bool,
+    pub secrets_timeout: Duration,
+    pub parameters_timeout: Duration,
+    /// Share of the TTL after which a read triggers a background refresh.
+    pub refresh_ratio: f64,
+    /// How long past its TTL a value may be served while AWS fails.
+    pub max_stale: Duration,
+    /// How long a "not found" answer is remembered.
+    pub negative_ttl: Duration,
+    pub prefetch_secrets: Vec<String>,
+    pub prefetch_parameters: Vec<String>,
+    pub prefetch_jitter: Duration,
+    /// Generate a random token and write it here (mode 0444).
+    pub token_file: Option<PathBuf>,
+    pub header_timeout: Duration,
+    pub drain_timeout: Duration,
+    /// Problems that do not stop the agent (unknown variables with our prefixes, ignored keys).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: LogLevel::Info,
+            log_to_file: false,
+            listen: Listen::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                DEFAULT_PORT,
+            )),
+            secrets_ttl: DEFAULT_TTL,
+            parameters_ttl: DEFAULT_TTL,
+            cache_size: 1000,
+            ssrf_headers: vec![
+                "X-Aws-Parameters-Secrets-Token".into(),
+                "X-Vault-Token".into(),
+            ],
+            ssrf_env_variables: vec![
+                "AWS_TOKEN".into(),
+                "AWS_SESSION_TOKEN".into(),
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
+            ],
+            path_prefix: "/v1/".into(),
+            max_conn: 800,
+            max_backend_calls: 3,
+            region: None,
+            ignore_transient_errors: true,
+            validate_credentials: true,
+            secrets_timeout: DEFAULT_BACKEND_TIMEOUT,
+            parameters_timeout: DEFAULT_BACKEND_TIMEOUT,
+            refresh_ratio: 0.8,
+            max_stale: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(5),
+            prefetch_secrets: Vec::new(),
+            prefetch_parameters: Vec::new(),
+            prefetch_jitter: Duration::ZERO,
+            token_file: None,
+            header_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Command-line overrides (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub port: Option<u16>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// Every problem found, each naming what was wrong and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment variables we own or recognise, for the "unknown variable" warning.
+const KNOWN_ENV: &[&str] = &[
+    "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED",
+    "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE",
+    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+    "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL",
+    "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+    "SECRETS_MANAGER_TTL",
+    "SSM_PARAMETER_STORE_TTL",
+    "SECRETS_MANAGER_TIMEOUT_MILLIS",
+    "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+    "SECRETS_AGENT_CONFIG",
+    "SECRETS_AGENT_LISTEN",
+    "SECRETS_AGENT_TOKEN_FILE",
+    "SECRETS_AGENT_PREFETCH",
+    "SECRETS_AGENT_PREFETCH_PARAMETERS",
+    "SECRETS_AGENT_REFRESH_RATIO",
+    "SECRETS_AGENT_MAX_STALE_SECONDS",
+    "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
+    "SECRETS_AGENT_LOG_FORMAT",
+];
+
+const WATCHED_PREFIXES: &[&str] = &[
+    "PARAMETERS_SECRETS_",
+    "PARAMETERS_AND_SECRETS_",
+    "SECRETS_MANAGER_",
+    "SSM_PARAMETER_STORE_",
+    "SECRETS_AGENT_",
+];
+
+/// The nested layout of the AWS agent, mapped onto the flat keys.
+const NESTED_KEYS: &[(&str, &str)] = &[
+    ("logging.log_level", "log_level"),
+    ("logging.log_to_file", "log_to_file"),
+    ("capabilities.secrets_manager.enabled", "enabled"),
+    ("capabilities.secrets_manager.http_port", "http_port"),
+    ("capabilities.secrets_manager.http_address", "http_address"),
+    ("capabilities.secrets_manager.region", "region"),
+    ("capabilities.secrets_manager.path_prefix", "path_prefix"),
+    ("capabilities.secrets_manager.max_conn", "max_conn"),
+    ("capabilities.secrets_manager.max_roles", "max_roles"),
+    (
+        "capabilities.secrets_manager.ignore_transient_errors",
+        "ignore_transient_errors",
+    ),
+    (
+        "capabilities.secrets_manager.validate_credentials",
+        "validate_credentials",
+    ),
+    (
+        "capabilities.secrets_manager.cache.ttl_seconds",
+        "ttl_seconds",
+    ),
+    (
+        "capabilities.secrets_manager.cache.cache_size",
+        "cache_size",
+    ),
+    (
+        "capabilities.secrets_manager.security.ssrf_headers",
+        "ssrf_headers",
+    ),
+    (
+        "capabilities.secrets_manager.security.ssrf_env_variables",
+        "ssrf_env_variables",
+    ),
+    (
+        "capabilities.secrets_manager.prefetch.cache_buffer_ratio",
+        "refresh_ratio",
+    ),
+    (
+        "capabilities.secrets_manager.prefetch.max_jitter_seconds",
+        "prefetch_jitter_seconds",
+    ),
+    ("capabilities.secrets_manager.prefetch.secrets", "prefetch"),
+    (
+        "capabilities.secrets_manager.prefetch.filter_tags",
+        "filter_tags",
+    ),
+];
+
+/// Collects problems while values are parsed.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, p: String) {
+        self.0.push(p);
+    }
+
+    fn int(&mut self, name: &str, raw: &Raw, min: u64, max: u64) -> Option<u64> {
+        let parsed = match raw {
+            Raw::Int(i) => u64::try_from(*i).ok(),
+            Raw::Str(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(v) if (min..=max).contains(&v) => Some(v),
+            _ => {
+                self.push(format!(
+                    "{name} = {raw}: must be a whole number from {min} to {max}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, name: &str, raw: &Raw, min: f64, max: f64) -> Option<f64> {
+        let parsed = match raw {
+            Raw::Int(i) => Some(*i as f64),
+            Raw::Float(f) => Some(*f),
+            Raw::Str(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(v) if v >= min && v <= max => Some(v),
+            _ => {
+                self.push(format!(
+                    "{name} = {raw}: must be a number from {min} to {max}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str, raw: &Raw) -> Option<bool> {
+        let parsed = match raw {
+            Raw::Bool(b) => Some(*b),
+            Raw::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.push(format!("{name} = {raw}: must be true or false"));
+        }
+        parsed
+    }
+
+    fn string(&mut self, name: &str, raw: &Raw) -> Option<String> {
+        match raw {
+            Raw::Str(s) => Some(s.clone()),
+            _ => {
+                self.push(format!("{name} = {raw}: must be a string"));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, name: &str, raw: &Raw) -> Option<Vec<String>> {
+        match raw {
+            Raw::List(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        Raw::Str(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                        _ => {
+                            self.push(format!(
+                                "{name} = {raw}: must be a list of non-empty strings"
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            // The environment gives lists as comma-separated strings.
+            Raw::Str(s) => Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
+            _ => {
+                self.push(format!("{name} = {raw}: must be a list of strings"));
+                None
+            }
+        }
+    }
+}
+
+/// A value as it came from TOML or the environment, before it is typed.
+#[derive(Debug, Clone)]
+enum Raw {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<Raw>),
+    Table(String),
+}
+
+impl fmt::Display for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Raw::Str(s) => write!(f, "{s:?}"),
+            Raw::Int(i) => write!(f, "{i}"),
+            Raw::Float(x) => write!(f, "{x}"),
+            Raw::Bool(b) => write!(f, "{b}"),
+            Raw::List(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                write!(f, "]")
+            }
+            Raw::Table(t) => write!(f, "{{{t}}}"),
+        }
+    }
+}
+
+impl From<&toml::Value> for Raw {
+    fn from(v: &toml::Value) -> Self {
+        match v {
+            toml::Value::String(s) => Raw::Str(s.clone()),
+            toml::Value::Integer(i) => Raw::Int(*i),
+            toml::Value::Float(x) => Raw::Float(*x),
+            toml::Value::Boolean(b) => Raw::Bool(*b),
+            toml::Value::Array(items) => Raw::List(items.iter().map(Raw::from).collect()),
+            toml::Value::Table(t) => Raw::Table(
+                t.iter()
+                    .map(|(k, v)| format!("{k} = {}", Raw::from(v)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            toml::Value::Datetime(d) => Raw::Str(d.to_string()),
+        }
+    }
+}
+
+/// One setting from one source: the flat key it sets, the name to show in messages, the value.
+struct Setting {
+    key: String,
+    shown: String,
+    raw: Raw,
+}
+
+impl Config {
+    /// Builds the configuration from the environment and command-line overrides, reading the
+    /// TOML file they name (`--config` or `SECRETS_AGENT_CONFIG`).
+    pub fn load(overrides: &Overrides, env: &Env) -> Result<Config, ConfigError> {
+        let path = overrides
+            .config_file
+            .clone()
+            .or_else(|| env.get("SECRETS_AGENT_CONFIG").map(PathBuf::from));
+        let text = match &path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    return Err(ConfigError(vec![format!(
+                        "config file {}: cannot be read: {e}",
+                        p.display()
+                    )]))
+                }
+            },
+            None => None,
+        };
+        Config::from_sources(text.as_deref(), overrides, env)
+    }
+
+    /// Builds the configuration from TOML text (if any), the environment and overrides.
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Problems::default();
+        let mut config = Config::default();
+        let mut settings = Vec::new();
+        if let Some(text) = toml_text {
+            toml_settings(text, &mut settings, &mut problems);
+        }
+        env_settings(env, &mut settings, &mut config.warnings);
+        if let Some(listen) = &overrides.listen {
+            settings.push(Setting {
+                key: "listen_address".into(),
+                shown: "--listen".into(),
+                raw: Raw::Str(listen.clone()),
+            });
+        }
+        if let Some(port) = overrides.port {
+            settings.push(Setting {
+                key: "http_port".into(),
+                shown: "--port".into(),
+                raw: Raw::Int(port.into()),
+            });
+        }
+        if let Some(token_file) = &overrides.token_file {
+            settings.push(Setting {
+                key: "token_file".into(),
+                shown: "--token-file".into(),
+                raw: Raw::Str(token_file.display().to_string()),
+            });
+        }
+
+        let mut port = DEFAULT_PORT;
+        let mut address: Option<(String, String)> = None;
+        let mut cache_enabled = true;
+        for Setting { key, shown, raw } in &settings {
+            let name = shown.as_str();
+            let p = &mut problems;
+            match key.as_str() {
+                "log_level" => {
+                    if let Some(s) = p.string(name, raw) {
+                        match LogLevel::parse(&s) {
+                            Some(l) => config.log_level = l,
+                            None => p.push(format!(
+                                "{name} = {raw}: must be one of debug, info, warn, error, none"
+                            )),
+                        }
+                    }
+                }
+                "log_to_file" => {
+                    if let Some(b) = p.boolean(name, raw) {
+                        config.log_to_file = b;
+                    }
+                }
+                "http_port" => {
+                    if let Some(v) = p.int(name, raw, 1, 65535) {
+                        port = v as u16;
+                    }
+                }
+                "http_address" | "listen_address" => {
+                    if let Some(s) = p.string(name, raw) {
+                        address = Some((name.to_string(), s));
+                    }
+                }
+                "region" => {
+                    if let Some(s) = p.string(name, raw) {
+                        config.region = Some(s).filter(|s| !s.is_empty());
+                    }
+                }
+                "ttl_seconds" | "secrets_ttl_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                        config.secrets_ttl = Duration::from_secs(v);
+                        if key == "ttl_seconds" {
+                            config.parameters_ttl = Duration::from_secs(v);
+                        }
+                    }
+                }
+                "parameters_ttl_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                        config.parameters_ttl = Duration::from_secs(v);
+                    }
+                }
+                "cache_size" => {
+                    let min = if name.starts_with("PARAMETERS_") {
+                        0
+                    } else {
+                        1
+                    };
+                    if let Some(v) = p.int(name, raw, min, 1000) {
+                        config.cache_size = v as usize;
+                    }
+                }
+                "cache_enabled" => {
+                    if let Some(b) = p.boolean(name, raw) {
+                        cache_enabled = b;
+                    }
+                }
+                "ssrf_headers" => {
+                    if let Some(v) = p.strings(name, raw) {
+                        if v.is_empty() {
+                            p.push(format!("{name} = {raw}: must name at least one header"));
+                        } else if let Some(bad) = v
+                            .iter()
+                            .find(|h| http::HeaderName::try_from(h.as_str()).is_err())
+                        {
+                            p.push(format!("{name}: {bad:?} is not a valid HTTP header name"));
+                        } else {
+                            config.ssrf_headers = v;
+                        }
+                    }
+                }
+                "ssrf_env_variables" => {
+                    if let Some(v) = p.strings(name, raw) {
+                        if v.is_empty() {
+                            p.push(format!(
+                                "{name} = {raw}: must name at least one environment variable"
+                            ));
+                        } else {
+                            config.ssrf_env_variables = v;
+                        }
+                    }
+                }
+                "path_prefix" => {
+                    if let Some(s) = p.string(name, raw) {
+                        if !s.starts_with('/') || s.len() < 2 {
+                            p.push(format!(
+                                "{name} = {raw}: must start with / and not be / alone, e.g. \"/v1/\""
+                            ));
+                        } else {
+                            config.path_prefix = s;
+                        }
+                    }
+                }
+                "max_conn" => {
+                    if let Some(v) = p.int(name, raw, 1, 1000) {
+                        config.max_conn = v as usize;
+                    }
+                }
+                "max_backend_calls" => {
+                    if let Some(v) = p.int(name, raw, 1, 1000) {
+                        config.max_backend_calls = v as usize;
+                    }
+                }
+                "ignore_transient_errors" => {
+                    if let Some(b) = p.boolean(name, raw) {
+                        config.ignore_transient_errors = b;
+                    }
+                }
+                "validate_credentials" => {
+                    if let Some(b) = p.boolean(name, raw) {
+                        config.validate_credentials = b;
+                    }
+                }
+                "secrets_timeout_millis" | "parameters_timeout_millis" => {
+                    if let Some(v) = p.int(name, raw, 0, 600_000) {
+                        let d = if v == 0 {
+                            DEFAULT_BACKEND_TIMEOUT
+                        } else {
+                            Duration::from_millis(v)
+                        };
+                        if key.starts_with("secrets") {
+                            config.secrets_timeout = d;
+                        } else {
+                            config.parameters_timeout = d;
+                        }
+                    }
+                }
+                "refresh_ratio" => {
+                    if let Some(v) = p.float(name, raw, 0.1, 1.0) {
+                        config.refresh_ratio = v;
+                    }
+                }
+                "max_stale_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, 7 * 86_400) {
+                        config.max_stale = Duration::from_secs(v);
+                    }
+                }
+                "negative_cache_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, 3600) {
+                        config.negative_ttl = Duration::from_secs(v);
+                    }
+                }
+                "prefetch" => {
+                    if let Some(v) = p.strings(name, raw) {
+                        config.prefetch_secrets = v;
+                    }
+                }
+                "prefetch_parameters" => {
+                    if let Some(v) = p.strings(name, raw) {
+                        config.prefetch_parameters = v;
+                    }
+                }
+                "prefetch_jitter_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, 60) {
+                        config.prefetch_jitter = Duration::from_secs(v);
+                    }
+                }
+                "token_file" => {
+                    if let Some(s) = p.string(name, raw) {
+                        if s.is_empty() {
+                            p.push(format!("{name} = {raw}: must be a file path"));
+                        } else {
+                            config.token_file = Some(PathBuf::from(s));
+                        }
+                    }
+                }
+                "enabled" => {
+                    if p.boolean(name, raw) == Some(false) {
+                        p.push(format!(
+                            "{name} = false: secrets-agent only serves Secrets Manager and SSM; \
+                             remove the key or set it to true"
+                        ));
+                    }
+                }
+                "max_roles" => {
+                    if p.int(name, raw, 1, 1000).is_some() {
+                        config.warnings.push(format!(
+                            "{name} is accepted but has no effect: secrets-agent does not assume \
+                             roles (requests with roleArn are refused)"
+                        ));
+                    }
+                }
+                "filter_tags" => p.push(format!(
+                    "{name}: tag-based prefetch is not supported; list the ids under \
+                     capabilities.secrets_manager.prefetch.secrets instead"
+                )),
+                other => p.push(format!(
+                    "{name}: unknown key {other:?}; see the README's settings table for the keys \
+                     secrets-agent understands"
+                )),
+            }
+        }
+
+        if !cache_enabled {
+            config.cache_size = 0;
+        }
+        config.listen = match address {
+            None => Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+            Some((name, s)) => match parse_listen(&s, port) {
+                Ok(l) => l,
+                Err(why) => {
+                    problems.push(format!("{name} = {s:?}: {why}"));
+                    config.listen.clone()
+                }
+            },
+        };
+        if problems.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems.0))
+        }
+    }
+
+    /// True when nothing may be cached (`cache_size = 0` or caching disabled).
+    pub fn caching_disabled(&self) -> bool {
+        self.cache_size == 0
+    }
+}
+
+/// `127.0.0.1`, `::1`, `[::1]:2773`, `0.0.0.0:8080` or `unix:/path/to.sock`.
+fn parse_listen(s: &str, port: u16) -> Result<Listen, &'static str> {
+    let s = s.trim();
+    if let Some(path) = s.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err("a unix socket path must be absolute, e.g. unix:/run/secrets-agent.sock");
+        }
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(Listen::Tcp(addr));
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| Listen::Tcp(SocketAddr::new(ip, port)))
+        .map_err(|_| {
+            "must be an IP address (127.0.0.1, ::1), an address:port, or unix:/absolute/path"
+        })
+}
+
+fn toml_settings(text: &str, settings: &mut Vec<Setting>, problems: &mut Problems) {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("config file is not valid TOML: {}", e.message()));
+            return;
+        }
+    };
+    let mut flat = BTreeMap::new();
+    flatten("", &table, &mut flat);
+    for (path, value) in flat {
+        let key = if path.contains('.') {
+            match NESTED_KEYS.iter().find(|(nested, _)| *nested == path) {
+                Some((_, flat_key)) => flat_key.to_string(),
+                None => {
+                    problems.push(format!(
+                        "{path}: unknown key; nested keys live under [logging] and \
+                         [capabilities.secrets_manager] (see the README)"
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            path.clone()
+        };
+        let raw = if key == "prefetch" {
+            match prefetch_from_toml(&path, value, problems) {
+                Some(r) => r,
+                None => continue,
+            }
+        } else {
+            Raw::from(value)
+        };
+        settings.push(Setting {
+            key,
+            shown: path,
+            raw,
+        });
+    }
+}
+
+/// Flattens nested tables to dotted paths, stopping at known leaves.
+fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut BTreeMap<String, &'a toml::Value>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if !NESTED_KEYS.iter().any(|(n, _)| *n == path) => {
+                flatten(&path, t, out)
+            }
+            _ => {
+                out.insert(path, v);
+            }
+        }
+    }
+}
+
+/// `prefetch = ["a", "b"]` or `secrets = [{ secret_id = "a" }, ...]`.
+fn prefetch_from_toml(path: &str, value: &toml::Value, problems: &mut Problems) -> Option<Raw> {
+    let Some(items) = value.as_array() else {
+        problems.push(format!("{path} = {}: must be a list", Raw::from(value)));
+        return None;
+    };
+    let mut ids = Vec::new();
+    for item in items {
+        match item {
+            toml::Value::String(s) => ids.push(Raw::Str(s.clone())),
+            toml::Value::Table(t) => {
+                if t.contains_key("role_arn") {
+                    problems.push(format!(
+                        "{path}: role_arn is not supported (secrets-agent uses the task's own \
+                         credentials); remove it"
+                    ));
+                    return None;
+                }
+                if let Some(unknown) = t.keys().find(|k| *k != "secret_id") {
+                    problems.push(format!(
+                        "{path}: unknown key {unknown:?} in a prefetch entry; only secret_id is allowed"
+                    ));
+                    return None;
+                }
+                match t.get("secret_id").and_then(|v| v.as_str()) {
+                    Some(id) => ids.push(Raw::Str(id.to_string())),
+                    None => {
+                        problems.push(format!("{path}: each entry needs secret_id = \"...\""));
+                        return None;
+                    }
+                }
+            }
+            other => {
+                problems.push(format!(
+                    "{path}: entry {} must be a string or {{ secret_id = \"...\" }}",
+                    Raw::from(other)
+                ));
+                return None;
+            }
+        }
+    }
+    Some(Raw::List(ids))
+}
+
+/// The environment variables of the AWS extension and our own.
+fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<String>) {
+    const MAP: &[(&str, &str)] = &[
+        (
+            "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED",
+            "cache_enabled",
+        ),
+        ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "cache_size"),
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "http_port"),
+        ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "log_level"),
+        (
+            "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+            "max_backend_calls",
+        ),
+        ("SECRETS_MANAGER_TTL", "secrets_ttl_seconds"),
+        ("SSM_PARAMETER_STORE_TTL", "parameters_ttl_seconds"),
+        ("SECRETS_MANAGER_TIMEOUT_MILLIS", "secrets_timeout_millis"),
+        (
+            "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+            "parameters_timeout_millis",
+        ),
+        ("SECRETS_AGENT_LISTEN", "listen_address"),
+        ("SECRETS_AGENT_TOKEN_FILE", "token_file"),
+        ("SECRETS_AGENT_PREFETCH", "prefetch"),
+        ("SECRETS_AGENT_PREFETCH_PARAMETERS", "prefetch_parameters"),
+        ("SECRETS_AGENT_REFRESH_RATIO", "refresh_ratio"),
+        ("SECRETS_AGENT_MAX_STALE_SECONDS", "max_stale_seconds"),
+        (
+            "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
+            "negative_cache_seconds",
+        ),
+    ];
+    for (var, key) in MAP {
+        // An unset or empty variable means "use the default", as in the AWS extension.
+        if let Some(value) = env.get(*var).filter(|v| !v.trim().is_empty()) {
+            settings.push(Setting {
+                key: key.to_string(),
+                shown: var.to_string(),
+                raw: Raw::Str(value.clone()),
+            });
+        }
+    }
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| WATCHED_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|k| !KNOWN_ENV.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    for var in unknown {
+        warnings.push(format!(
+            "environment variable {var} is not a setting secrets-agent knows and is ignored; \
+             check its spelling against the README's settings table"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(toml: Option<&str>, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(toml, &Overrides::default(), &env(pairs))
+    }
+
+    #[test]
+    fn defaults_match_the_aws_agent() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2773");
+        assert_eq!(c.secrets_ttl, Duration::from_secs(300));
+        assert_eq!(c.cache_size, 1000);
+        assert_eq!(c.max_conn, 800);
+        assert_eq!(c.path_prefix, "/v1/");
+        assert_eq!(c.ssrf_headers.len(), 2);
+        assert_eq!(c.ssrf_env_variables[1], "AWS_SESSION_TOKEN");
+    }
+
+    #[test]
+    fn flat_layout_loads_with_numbers_or_numeric_strings() {
+        let c = load(
+            Some(
+                r#"
+                log_level = "DEBUG"
+                http_port = "2775"
+                ttl_seconds = 60
+                cache_size = "10"
+                ssrf_headers = ["X-Token"]
+                ssrf_env_variables = ["MY_TOKEN"]
+                path_prefix = "/secrets/"
+                max_conn = 20
+                region = "eu-west-1"
+                validate_credentials = false
+                ignore_transient_errors = false
+                log_to_file = false
+                "#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2775");
+        assert_eq!(c.secrets_ttl, Duration::from_secs(60));
+        assert_eq!(c.parameters_ttl, Duration::from_secs(60));
+        assert_eq!(c.cache_size, 10);
+        assert_eq!(c.ssrf_headers, vec!["X-Token"]);
+        assert_eq!(c.path_prefix, "/secrets/");
+        assert_eq!(c.max_conn, 20);
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert!(!c.ignore_transient_errors);
+    }
+
+    #[test]
+    fn nested_layout_loads() {
+        let c = load(
+            Some(
+                r#"
+                [logging]
+                log_level = "warn"
+                [capabilities.secrets_manager]
+                enabled = true
+                http_port = 2999
+                max_conn = 50
+                [capabilities.secrets_manager.cache]
+                ttl_seconds = 1800
+                cache_size = 200
+                [capabilities.secrets_manager.security]
+                ssrf_headers = ["X-Custom"]
+                ssrf_env_variables = ["MY_TOKEN"]
+                [capabilities.secrets_manager.prefetch]
+                cache_buffer_ratio = 0.5
+                [[capabilities.secrets_manager.prefetch.secrets]]
+                secret_id = "db-password"
+                [[capabilities.secrets_manager.prefetch.secrets]]
+                secret_id = "api-key"
+                "#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2999");
+        assert_eq!(c.secrets_ttl, Duration::from_secs(1800));
+        assert_eq!(c.cache_size, 200);
+        assert_eq!(c.ssrf_env_variables, vec!["MY_TOKEN"]);
+        assert_eq!(c.refresh_ratio, 0.5);
+        assert_eq!(c.prefetch_secrets, vec!["db-password", "api-key"]);
+    }
+
+    /// Each bad input, alone, gives exactly one problem that names it and what is allowed.
+    #[test]
+    fn invalid_values_are_reported_by_name() {
+        let cases: &[(&str, &str)] = &[
+            ("http_port = 70000", "http_port = 70000: must be a whole number from 1 to 65535"),
+            ("http_port = \"abc\"", "http_port = \"abc\": must be a whole number from 1 to 65535"),
+            ("ttl_seconds = -1", "ttl_seconds = -1: must be a whole number from 0 to 86400"),
+            ("cache_size = 0", "cache_size = 0: must be a whole number from 1 to 1000"),
+            ("cache_size = 1001", "cache_size = 1001: must be a whole number from 1 to 1000"),
+            ("max_conn = 0", "max_conn = 0: must be a whole number from 1 to 1000"),
+            ("log_level = \"loud\"", "log_level = \"loud\": must be one of debug, info, warn, error, none"),
+            ("path_prefix = \"v1\"", "path_prefix = \"v1\": must start with /"),
+            ("ssrf_headers = []", "ssrf_headers = []: must name at least one header"),
+            ("ssrf_env_variables = []", "ssrf_env_variables = []: must name at least one environment variable"),
+            ("ignore_transient_errors = \"maybe\"", "ignore_transient_errors = \"maybe\": must be true or false"),
+            ("refresh_ratio = 1.5", "refresh_ratio = 1.5: must be a number from 0.1 to 1"),
+            ("listen_address = \"localhost:x\"", "listen_address = \"localhost:x\": must be an IP address"),
+            ("listen_address = \"unix:relative.sock\"", "must be absolute"),
+            ("ttl_secondz = 5", "ttl_secondz: unknown key \"ttl_secondz\""),
+            ("[capabilities.secrets_manager.cache]\nttl = 5", "capabilities.secrets_manager.cache.ttl: unknown key"),
+            ("[[capabilities.secrets_manager.prefetch.secrets]]\nsecret_id = \"a\"\nrole_arn = \"arn:aws:iam::1:role/x\"", "role_arn is not supported"),
+            ("this is not toml", "config file is not valid TOML"),
+        ];
+        for (toml, expected) in cases {
+            let err = load(Some(toml), &[]).expect_err(toml);
+            assert_eq!(err.0.len(), 1, "{toml}: {err}");
+            assert!(err.0[0].contains(expected), "{toml}: got {:?}", err.0[0]);
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load(Some("http_port = 0\ncache_size = 0\nbogus = 1"), &[]).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn extension_env_vars_apply() {
+        let c = load(
+            None,
+            &[
+                ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "50"),
+                ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2800"),
+                ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "error"),
+                ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "7"),
+                ("SECRETS_MANAGER_TTL", "120"),
+                ("SSM_PARAMETER_STORE_TTL", "30"),
+                ("SECRETS_MANAGER_TIMEOUT_MILLIS", "250"),
+                ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cache_size, 50);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2800");
+        assert_eq!(c.log_level, LogLevel::Error);
+        assert_eq!(c.max_backend_calls, 7);
+        assert_eq!(c.secrets_ttl, Duration::from_secs(120));
+        assert_eq!(c.parameters_ttl, Duration::from_secs(30));
+        assert_eq!(c.secrets_timeout, Duration::from_millis(250));
+        assert_eq!(c.parameters_timeout, DEFAULT_BACKEND_TIMEOUT);
+    }
+
+    #[test]
+    fn cache_disabled_by_env() {
+        let c = load(
+            None,
+            &[("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "false")],
+        )
+        .unwrap();
+        assert!(c.caching_disabled());
+        let c = load(None, &[("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "0")]).unwrap();
+        assert!(c.caching_disabled());
+    }
+
+    #[test]
+    fn env_beats_file_and_flags_beat_env() {
+        let toml = "http_port = 2801\nttl_seconds = 10";
+        let c = load(
+            Some(toml),
+            &[("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2802")],
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2802");
+        assert_eq!(c.secrets_ttl, Duration::from_secs(10));
+        let overrides = Overrides {
+            port: Some(2803),
+            ..Overrides::default()
+        };
+        let c = Config::from_sources(
+            Some(toml),
+            &overrides,
+            &env(&[("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2802")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2803");
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED",
+                "yes",
+                "must be true or false",
+            ),
+            (
+                "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE",
+                "1001",
+                "from 0 to 1000",
+            ),
+            (
+                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+                "0",
+                "from 1 to 65535",
+            ),
+            (
+                "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL",
+                "verbose",
+                "must be one of",
+            ),
+            (
+                "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+                "0",
+                "from 1 to 1000",
+            ),
+            ("SECRETS_MANAGER_TTL", "-5", "from 0 to 86400"),
+            ("SSM_PARAMETER_STORE_TTL", "ten", "from 0 to 86400"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5", "from 0 to 600000"),
+            (
+                "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+                "x",
+                "from 0 to 600000",
+            ),
+            ("SECRETS_AGENT_LISTEN", "nowhere", "must be an IP address"),
+        ];
+        for (var, value, expected) in cases {
+            let err = load(None, &[(var, value)]).expect_err(var);
+            assert_eq!(err.0.len(), 1);
+            assert!(
+                err.0[0].starts_with(&format!("{var} = \"{value}\"")),
+                "{}",
+                err.0[0]
+            );
+            assert!(err.0[0].contains(expected), "{}", err.0[0]);
+        }
+    }
+
+    #[test]
+    fn unknown_prefixed_env_vars_are_warned_by_name() {
+        let c = load(
+            None,
+            &[
+                ("PARAMETERS_AND_SECRETS_EXTENSION_CACHE_SIZE", "5"),
+                ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZ", "5"),
+                ("SECRETS_MANAGER_TTL_SECONDS", "5"),
+                ("SSM_PARAMETER_STORE_TIME", "5"),
+                ("SECRETS_MANAGER_TTL", "5"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("PARAMETERS_AND_SECRETS_EXTENSION_CACHE_SIZE"));
+        assert!(c.warnings.iter().all(|w| w.contains("is ignored")));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("::1", 2773).unwrap().to_string(), "[::1]:2773");
+        assert_eq!(parse_listen("[::1]", 80).unwrap().to_string(), "[::1]:80");
+        assert_eq!(
+            parse_listen("0.0.0.0:9", 1).unwrap().to_string(),
+            "0.0.0.0:9"
+        );
+        assert_eq!(
+            parse_listen("unix:/run/a.sock", 1).unwrap(),
+            Listen::Unix("/run/a.sock".into())
+        );
+        assert!(!parse_listen("0.0.0.0", 1).unwrap().is_loopback());
+    }
+}

@@ -1,0 +1,134 @@
+//! secrets-agent: AWS Secrets Manager secrets and SSM parameters from an in-memory cache on a
+//! loopback HTTP port, as a Lambda extension or a container sidecar.
+//!
+//! Where things are:
+//! - `server`: the route table, auth and the connection loop.
+//! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
+//! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
+//! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
+//! - `config`, `token`, `error`, `metrics`, `listener`, `logging`, `shutdown`.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod lambda;
+pub mod listener;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod sidecar;
+pub mod token;
+
+use std::sync::Arc;
+
+use backend::AwsBackend;
+use cache::{Cache, Clock, Settings, SystemClock};
+use config::{Config, Env};
+use listener::Listener;
+use metrics::Metrics;
+use server::App;
+use token::{Token, TokenSource};
+
+/// Exit code for bad configuration or a missing token (BSD `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        listen: String,
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// The Lambda `Extension.*` error type for `/extension/init/error`.
+    pub fn lambda_error_type(&self) -> &'static str {
+        match self {
+            StartError::Config(_) => "Extension.InvalidConfiguration",
+            StartError::Token(_) => "Extension.MissingToken",
+            StartError::Bind { .. } => "Extension.BindFailed",
+        }
+    }
+}
+
+/// A bound listener and the app that will serve it.
+pub struct Started {
+    pub listener: Listener,
+    pub app: Arc<App<AwsBackend>>,
+}
+
+/// Resolves the token, binds the port, builds the AWS clients and the cache, and starts the
+/// prefetch. The port is bound before anything that may be slow (AWS configuration).
+pub async fn start(
+    config: &Config,
+    env: &Env,
+    sdk: Option<aws_config::SdkConfig>,
+) -> Result<Started, StartError> {
+    let (token, source) = Token::resolve(config, env)?;
+    let listener = Listener::bind(&config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            listen: config.listen.to_string(),
+            source,
+        })?;
+    let local = listener.local();
+    if !local.is_loopback() {
+        tracing::warn!(
+            listen = %local,
+            "LISTENING BEYOND LOOPBACK: any host that can reach this address and knows the \
+             token can read secrets; use 127.0.0.1 unless you really mean it"
+        );
+    }
+    match &source {
+        TokenSource::Env(var) => {
+            tracing::info!(from = %var, "SSRF token taken from the environment")
+        }
+        TokenSource::File(path) => tracing::info!(file = %path, "SSRF token read from file"),
+        TokenSource::Generated(path) => {
+            tracing::info!(file = %path, "SSRF token generated and written (mode 0444)")
+        }
+    }
+    let sdk = match sdk {
+        Some(s) => s,
+        None => load_aws_config(config).await,
+    };
+    let app = build_app(config, &sdk, token, Arc::new(SystemClock));
+    app.cache.prefetch(
+        config.prefetch_secrets.clone(),
+        config.prefetch_parameters.clone(),
+    );
+    tracing::info!(listen = %local, "secrets-agent is serving");
+    Ok(Started { listener, app })
+}
+
+/// The app over the AWS backend, with a given clock (tests pass a manual one).
+pub fn build_app(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    token: Token,
+    clock: Arc<dyn Clock>,
+) -> Arc<App<AwsBackend>> {
+    let metrics = Arc::new(Metrics::default());
+    let backend = AwsBackend::new(sdk, config, metrics.clone());
+    let cache = Cache::new(backend, Settings::from_config(config), clock, metrics);
+    Arc::new(App::new(config, cache, token))
+}
+
+/// Region, credentials and endpoint from the standard chain; `region` in the config wins.
+pub async fn load_aws_config(config: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    loader.load().await
+}

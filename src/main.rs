@@ -1,0 +1,98 @@
+//! `secrets-agent`: serve (mode picked from the environment) or `health`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
+use secrets_agent::config::{Config, Env, Overrides};
+use secrets_agent::{lambda, logging, sidecar, EXIT_USAGE};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// Serves AWS Secrets Manager secrets and SSM parameters from a cache on localhost.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (also SECRETS_AGENT_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Listen address: 127.0.0.1, ::1, ADDR:PORT or unix:/path (also SECRETS_AGENT_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Port (also http_port, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT).
+    #[arg(long, global = true)]
+    port: Option<u16>,
+    /// Generate a random token and write it to this file, mode 0444 (also SECRETS_AGENT_TOKEN_FILE).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 if the agent on the configured address answers /ping, else 1.
+    Health,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: Env = std::env::vars().collect();
+    let overrides = Overrides {
+        config_file: cli.config,
+        listen: cli.listen,
+        port: cli.port,
+        token_file: cli.token_file,
+    };
+    let config = Config::load(&overrides, &env);
+    if let Some(Command::Health) = cli.command {
+        return match config
+            .map_err(|e| e.to_string())
+            .and_then(|c| sidecar::health(&c.listen))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let lambda_mode = env.contains_key("AWS_LAMBDA_RUNTIME_API");
+    if let Ok(c) = &config {
+        logging::init(c, &env, lambda_mode);
+        for w in &c.warnings {
+            tracing::warn!("{w}");
+        }
+    } else {
+        logging::init(&Config::default(), &env, lambda_mode);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if lambda_mode {
+        return ExitCode::from(runtime.block_on(lambda::run(config, env)));
+    }
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(sidecar::run(config, env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

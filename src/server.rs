@@ -1,0 +1,433 @@
+//! The HTTP API on loopback.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /ping` | 200 `healthy`, no token needed |
+//! | `GET /secretsmanager/get?secretId=ID[&versionId=V][&versionStage=S][&refreshNow=true]` | 200 GetSecretValue JSON |
+//! | `GET {path_prefix}ID[?versionId=V][&versionStage=S][&refreshNow=true]` | same; ID percent-decoded |
+//! | `GET /systemsmanager/parameters/get?name=N[&version=V or &label=L][&withDecryption=true]` | 200 `{"Parameter": {...}}` |
+//! | `GET /metrics` | 200 Prometheus text |
+//!
+//! Checks, in order: `X-Forwarded-For` present → 400; method not GET → 405; token missing or
+//! wrong in every configured header → 403 (not for `/ping`); unknown route → 404; a missing,
+//! unknown, repeated or malformed query parameter → 400 naming it. Past `max_conn` open
+//! connections a new connection gets 429 and is closed. Backend errors keep AWS's code and status;
+//! unreachable → 502, timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`.
+//! Every error body is `{"__type": ..., "message": ...}` with `Content-Type: application/json`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AGE, CONNECTION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use percent_encoding::percent_decode_str;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+
+use crate::backend::{Backend, Key};
+use crate::cache::{Answer, Cache};
+use crate::config::Config;
+use crate::error::Error;
+use crate::listener::Listener;
+use crate::token::Token;
+
+pub type Body = Full<Bytes>;
+
+/// Largest request head (request line and headers) we read.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// What the request handler needs; shared by every connection.
+pub struct App<B> {
+    pub cache: Cache<B>,
+    token: Token,
+    ssrf_headers: Vec<HeaderName>,
+    path_prefix: String,
+    max_conn: usize,
+    header_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+impl<B: Backend> App<B> {
+    pub fn new(config: &Config, cache: Cache<B>, token: Token) -> Self {
+        App {
+            cache,
+            token,
+            ssrf_headers: config
+                .ssrf_headers
+                .iter()
+                .filter_map(|h| HeaderName::try_from(h.as_str()).ok())
+                .collect(),
+            path_prefix: config.path_prefix.clone(),
+            max_conn: config.max_conn,
+            header_timeout: config.header_timeout,
+            drain_timeout: config.drain_timeout,
+        }
+    }
+
+    /// Answers one request. Never fails: errors become responses here.
+    pub async fn handle<T>(&self, req: Request<T>) -> Response<Body> {
+        match self.route(&req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(path = req.uri().path(), error = %e, "request failed");
+                } else {
+                    tracing::debug!(path = req.uri().path(), error = %e, "request refused");
+                }
+                error_response(&e)
+            }
+        }
+    }
+
+    async fn route<T>(&self, req: &Request<T>) -> Result<Response<Body>, Error> {
+        if req.headers().contains_key("x-forwarded-for") {
+            return Err(Error::BadRequest {
+                code: "InvalidRequestException",
+                message: "X-Forwarded-For header is not allowed: the agent only serves \
+                          requests made directly from this host"
+                    .into(),
+            });
+        }
+        if req.method() != Method::GET {
+            return Err(Error::MethodNotAllowed(format!(
+                "method {} is not allowed; use GET",
+                req.method()
+            )));
+        }
+        let path = req.uri().path();
+        if path == "/ping" {
+            return Ok(text(StatusCode::OK, "healthy"));
+        }
+        self.authorize(req)?;
+        let query = Query::parse(req.uri().query().unwrap_or(""))?;
+        match path {
+            "/secretsmanager/get" => {
+                query.only(&["secretId", "versionId", "versionStage", "refreshNow"])?;
+                let id = query.required("secretId")?;
+                self.secret(id, query).await
+            }
+            "/systemsmanager/parameters/get" => self.parameter(query).await,
+            "/metrics" => {
+                query.only(&[])?;
+                let body = self.cache.metrics().render(self.cache.oldest_age());
+                Ok(response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    Bytes::from(body),
+                ))
+            }
+            p if p.starts_with(&self.path_prefix) => {
+                let raw = &p[self.path_prefix.len()..];
+                let id = decode("secret id in the path", raw)?;
+                if id.is_empty() {
+                    return Err(Error::bad_request(format!(
+                        "secret id missing: call GET {}<secret id>",
+                        self.path_prefix
+                    )));
+                }
+                query.only(&["versionId", "versionStage", "refreshNow"])?;
+                self.secret(id, query).await
+            }
+            _ => Err(Error::RouteNotFound(format!(
+                "no route {path}; use /secretsmanager/get, {}<secret id>, \
+                 /systemsmanager/parameters/get or /ping",
+                self.path_prefix
+            ))),
+        }
+    }
+
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Error> {
+        let mut seen = false;
+        for name in &self.ssrf_headers {
+            for value in req.headers().get_all(name) {
+                seen = true;
+                if self.token.matches(value.as_bytes()) {
+                    return Ok(());
+                }
+            }
+        }
+        let names: Vec<&str> = self.ssrf_headers.iter().map(HeaderName::as_str).collect();
+        Err(Error::forbidden(if seen {
+            format!("the SSRF token in {} is wrong", names.join(" / "))
+        } else {
+            format!(
+                "missing SSRF token: send it in the {} header",
+                names.join(" or ")
+            )
+        }))
+    }
+
+    /// A secret read; the caller has checked which query parameters its route allows.
+    async fn secret(&self, id: String, query: Query) -> Result<Response<Body>, Error> {
+        let key = Key::secret(
+            id,
+            query.optional("versionId")?,
+            query.optional("versionStage")?,
+        );
+        let refresh = query.flag("refreshNow")?;
+        let answer = self.cache.get(key, refresh).await?;
+        Ok(answer_response(answer))
+    }
+
+    async fn parameter(&self, query: Query) -> Result<Response<Body>, Error> {
+        query.only(&["name", "version", "label", "withDecryption"])?;
+        let name = query.required("name")?;
+        let version = query.optional("version")?;
+        let label = query.optional("label")?;
+        if version.is_some() && label.is_some() {
+            return Err(Error::bad_request(
+                "version and label cannot be used together; give one of them",
+            ));
+        }
+        if let Some(v) = &version {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::bad_request(format!(
+                    "version = {v:?}: must be a whole number, e.g. version=3"
+                )));
+            }
+        }
+        let decrypt = query.flag("withDecryption")?;
+        let answer = self
+            .cache
+            .get(Key::parameter(name, version, label, decrypt), false)
+            .await?;
+        Ok(answer_response(answer))
+    }
+}
+
+/// The query string, decoded, with each name at most once.
+#[derive(Debug)]
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, Error> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let k = decode("query parameter name", k)?;
+            let v = decode(&k, v)?;
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(Error::bad_request(format!(
+                    "query parameter {k} is given more than once; give it once"
+                )));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Query(pairs))
+    }
+
+    /// Refuses any parameter not in `allowed`.
+    fn only(&self, allowed: &[&str]) -> Result<(), Error> {
+        if let Some((k, _)) = self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            let hint = if k == "roleArn" {
+                " (secrets-agent does not assume roles)".to_string()
+            } else if allowed.is_empty() {
+                String::new()
+            } else {
+                format!("; allowed here: {}", allowed.join(", "))
+            };
+            return Err(Error::bad_request(format!(
+                "unknown query parameter {k}{hint}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn optional(&self, name: &str) -> Result<Option<String>, Error> {
+        match self.0.iter().find(|(k, _)| k == name) {
+            None => Ok(None),
+            Some((_, v)) if v.is_empty() => Err(Error::bad_request(format!(
+                "query parameter {name} is empty; give a value or leave it out"
+            ))),
+            Some((_, v)) => Ok(Some(v.clone())),
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<String, Error> {
+        self.optional(name)?
+            .ok_or_else(|| Error::bad_request(format!("missing required query parameter {name}")))
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, Error> {
+        match self.optional(name)? {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(Error::bad_request(format!(
+                "query parameter {name} = {v:?}: must be true or false"
+            ))),
+        }
+    }
+}
+
+/// Percent-decodes a path or query part. `+` stays `+`: it is a valid character in secret
+/// names, and no secret or parameter name may contain a space.
+fn decode(what: &str, raw: &str) -> Result<String, Error> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::bad_request(format!("{what} is not valid percent-encoded UTF-8")))
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    response(status, "text/plain", Bytes::from_static(body.as_bytes()))
+}
+
+/// The one place an error becomes a response.
+pub fn error_response(e: &Error) -> Response<Body> {
+    response(e.status(), "application/json", e.body())
+}
+
+fn answer_response(a: Answer) -> Response<Body> {
+    let mut resp = response(StatusCode::OK, "application/json", a.body);
+    let h = resp.headers_mut();
+    h.insert("x-cache", HeaderValue::from_static(a.status.as_str()));
+    h.insert(AGE, HeaderValue::from(a.age.as_secs()));
+    resp
+}
+
+/// Serves connections until `shutdown` resolves, then drains in-flight requests for at most
+/// the drain timeout. New connections are not accepted after `shutdown`.
+pub async fn serve<B: Backend>(
+    listener: Listener,
+    app: Arc<App<B>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(app.max_conn));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let app = app.clone();
+                let conn = builder(&app).serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req: Request<Incoming>| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(req).await) }
+                    }),
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let max = app.max_conn;
+                tokio::spawn(refuse(stream, &app, max));
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("stopped accepting connections; draining in-flight requests");
+    if tokio::time::timeout(app.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = app.drain_timeout.as_millis() as u64,
+            "drain timed out; closing remaining connections"
+        );
+    }
+}
+
+fn builder<B>(app: &App<B>) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(app.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    b
+}
+
+/// Answers every request on a connection over the limit with 429 and closes it.
+fn refuse<B>(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    app: &App<B>,
+    max: usize,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut b = builder(app);
+    b.keep_alive(false);
+    async move {
+        let svc = service_fn(move |_req: Request<Incoming>| async move {
+            let mut resp = error_response(&Error::TooManyConnections(max));
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Ok::<_, Infallible>(resp)
+        });
+        let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_rules() {
+        let q = Query::parse("secretId=a%2Fb%2Bc&versionStage=AWSPREVIOUS").unwrap();
+        assert_eq!(q.required("secretId").unwrap(), "a/b+c");
+        assert!(q.only(&["secretId", "versionStage"]).is_ok());
+        let err = q.only(&["secretId"]).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("unknown query parameter versionStage"));
+
+        let q = Query::parse("secretId=a+b").unwrap();
+        assert_eq!(q.required("secretId").unwrap(), "a+b");
+
+        let err = Query::parse("secretId=a&secretId=b").unwrap_err();
+        assert!(err.to_string().contains("more than once"));
+        let err = Query::parse("secretId=%FF").unwrap_err();
+        assert!(err.to_string().contains("secretId is not valid"));
+
+        let q = Query::parse("refreshNow=yes").unwrap();
+        assert!(q
+            .flag("refreshNow")
+            .unwrap_err()
+            .to_string()
+            .contains("true or false"));
+        let q = Query::parse("secretId=").unwrap();
+        assert!(q
+            .required("secretId")
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
+        let q = Query::parse("").unwrap();
+        assert!(q
+            .required("secretId")
+            .unwrap_err()
+            .to_string()
+            .contains("missing required query parameter secretId"));
+    }
+}

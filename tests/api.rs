@@ -1,0 +1,477 @@
+//! The Secrets Manager HTTP API end to end: agent in process, moto behind a counting proxy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn ping_needs_no_token() {
+    let agent = TestAgent::start(|_| {}).await;
+    let r = get(&format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "healthy");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn secret_by_name_and_arn_with_agent_field_names() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api/by-name");
+    let arn = create_secret(&name, r#"{"user":"u","password":"p"}"#).await;
+
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&name)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    assert_eq!(r.header("age"), Some("0"));
+    let v = r.json();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "ARN",
+            "CreatedDate",
+            "Name",
+            "SecretString",
+            "VersionId",
+            "VersionStages"
+        ],
+        "exact field names"
+    );
+    assert_eq!(v["ARN"], arn.as_str());
+    assert_eq!(v["Name"], name.as_str());
+    assert_eq!(v["SecretString"], r#"{"user":"u","password":"p"}"#);
+    assert_eq!(v["VersionStages"][0], "AWSCURRENT");
+    let created: f64 = v["CreatedDate"].as_str().unwrap().parse().unwrap();
+    assert!(created > 1.6e9);
+
+    // Body bytes keep the agent's field order.
+    let text = r.text();
+    assert!(text.starts_with(r#"{"ARN":"#), "{text}");
+
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&arn)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["Name"], name.as_str());
+
+    // The second read by name is a hit.
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&name)))
+        .await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(
+        agent.proxy.count("GetSecretValue"),
+        2,
+        "one per distinct id"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn path_prefix_route_decodes_the_id() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api/path+route");
+    create_secret(&name, "v").await;
+    let r = agent.get(&format!("/v1/{}", enc(&name))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "v");
+    // secretId is not a parameter of the path route.
+    let r = agent.get(&format!("/v1/{}?secretId=x", enc(&name))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["message"].as_str().unwrap().contains("secretId"));
+    let r = agent.get("/v1/").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn binary_secret_is_base64() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-binary");
+    secrets_client()
+        .await
+        .create_secret()
+        .name(&name)
+        .secret_binary(aws_smithy_types::Blob::new(vec![0u8, 1, 2, 250, 255]))
+        .send()
+        .await
+        .unwrap();
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={name}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["SecretBinary"], "AAEC+v8=");
+    assert!(v.get("SecretString").is_none());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn version_stage_and_version_id_select_versions() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-versions");
+    create_secret(&name, "one").await;
+    let v2 = put_secret(&name, "two").await;
+
+    let r = agent
+        .get(&format!(
+            "/secretsmanager/get?secretId={name}&versionStage=AWSPREVIOUS"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "one");
+
+    let r = agent
+        .get(&format!(
+            "/secretsmanager/get?secretId={name}&versionId={v2}"
+        ))
+        .await;
+    assert_eq!(r.json()["SecretString"], "two");
+
+    // No stage and AWSCURRENT share one entry.
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={name}"))
+        .await;
+    assert_eq!(r.json()["SecretString"], "two");
+    let r = agent
+        .get(&format!(
+            "/secretsmanager/get?secretId={name}&versionStage=AWSCURRENT"
+        ))
+        .await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 3);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn token_rules() {
+    let agent = TestAgent::start(|_| {}).await;
+    let url = format!("{}/secretsmanager/get?secretId=x", agent.base);
+    let r = get(&url, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing SSRF token"));
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", "wrong")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.json()["message"].as_str().unwrap().contains("wrong"));
+    // The second default header works too.
+    let r = get(
+        &format!(
+            "{}/secretsmanager/get?secretId={}",
+            agent.base,
+            unique("none")
+        ),
+        &[("X-Vault-Token", TOKEN)],
+    )
+    .await;
+    assert!(
+        r.status.is_client_error() && r.status != StatusCode::FORBIDDEN,
+        "token accepted, secret missing"
+    );
+    assert_eq!(r.json()["__type"], "ResourceNotFoundException");
+    // The token is never echoed back.
+    assert!(!r.text().contains(TOKEN));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn request_errors_are_json_and_name_the_problem() {
+    let agent = TestAgent::start(|_| {}).await;
+    let cases: &[(&str, StatusCode, &str, &str)] = &[
+        (
+            "/secretsmanager/get",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "missing required query parameter secretId",
+        ),
+        (
+            "/secretsmanager/get?secretId=a&bogus=1",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "unknown query parameter bogus",
+        ),
+        (
+            "/secretsmanager/get?secretId=a&secretId=b",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "more than once",
+        ),
+        (
+            "/secretsmanager/get?secretId=a&refreshNow=maybe",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "refreshNow",
+        ),
+        (
+            "/secretsmanager/get?secretId=a&roleArn=arn",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "roleArn",
+        ),
+        (
+            "/nothing/here",
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            "no route /nothing/here",
+        ),
+    ];
+    for (path, status, kind, message) in cases {
+        let r = agent.get(path).await;
+        assert_eq!(r.status, *status, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        let v = r.json();
+        assert_eq!(v["__type"], *kind, "{path}");
+        assert!(
+            v["message"].as_str().unwrap().contains(message),
+            "{path}: {v}"
+        );
+    }
+    let r = request(
+        "POST",
+        &format!("{}/secretsmanager/get?secretId=a", agent.base),
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = request("DELETE", &format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = get(
+        &format!("{}/secretsmanager/get?secretId=a", agent.base),
+        &[
+            ("X-Aws-Parameters-Secrets-Token", TOKEN),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("X-Forwarded-For"));
+    assert_eq!(
+        agent.proxy.count("GetSecretValue"),
+        0,
+        "bad requests never reach AWS"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn aws_errors_keep_their_code() {
+    let agent = TestAgent::start(|_| {}).await;
+    let r = agent
+        .get(&format!(
+            "/secretsmanager/get?secretId={}",
+            unique("missing")
+        ))
+        .await;
+    // The status is the one AWS sent (moto: 404, AWS: 400); the code is kept as is.
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(r.json()["__type"], "ResourceNotFoundException");
+    assert!(r.json()["message"].as_str().unwrap().len() > 5);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn backend_unreachable_is_502_and_timeout_is_504() {
+    let agent = TestAgent::start(|c| c.secrets_timeout = Duration::from_millis(300)).await;
+    agent.proxy.set_fault(Fault::Drop, None);
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", unique("down")))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert_eq!(r.json()["__type"], "BadGatewayException");
+
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_secs(3)), None);
+    let started = std::time::Instant::now();
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", unique("slow")))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text());
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("timed out after 300 ms"));
+    // Behaviour, not speed: the answer came before the injected delay was over.
+    assert!(started.elapsed() < Duration::from_secs(3));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_cold_requests_make_one_call() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-storm");
+    create_secret(&name, "storm").await;
+    // Slow the backend so all 50 requests arrive while the first fetch is in flight.
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_millis(300)), None);
+    let url = format!("{}/secretsmanager/get?secretId={name}", agent.base);
+    let reads: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(
+                async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await },
+            )
+        })
+        .collect();
+    for r in reads {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json()["SecretString"], "storm");
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 1);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_with_unchanged_version_only_describes() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-expiry");
+    create_secret(&name, "same").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    assert_eq!(agent.get(&path).await.header("x-cache"), Some("miss"));
+    agent.proxy.reset_counts();
+
+    agent.clock.advance(Duration::from_secs(120));
+    let r = agent.get(&path).await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(r.header("age"), Some("120"));
+
+    agent.clock.advance(Duration::from_secs(181)); // past the 300 s TTL
+    let r = agent.get(&path).await;
+    assert_eq!(r.json()["SecretString"], "same");
+    assert_eq!(agent.proxy.count("DescribeSecret"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_after_rotation_serves_the_new_value() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-rotate");
+    create_secret(&name, "old").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    assert_eq!(agent.get(&path).await.json()["SecretString"], "old");
+    put_secret(&name, "new").await;
+    // Within the TTL the cached value is served.
+    assert_eq!(agent.get(&path).await.json()["SecretString"], "old");
+    agent.clock.advance(Duration::from_secs(301));
+    let r = agent.get(&path).await;
+    assert_eq!(r.json()["SecretString"], "new");
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_now_fetches_now() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-refresh-now");
+    create_secret(&name, "a").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    agent.get(&path).await;
+    put_secret(&name, "b").await;
+    let r = agent.get(&format!("{path}&refreshNow=true")).await;
+    assert_eq!(r.json()["SecretString"], "b");
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    // The entry was replaced.
+    let r = agent.get(&path).await;
+    assert_eq!(r.json()["SecretString"], "b");
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 2);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn lru_evicts_the_least_recently_read() {
+    let agent = TestAgent::start(|c| c.cache_size = 2).await;
+    let names: Vec<String> = (0..3).map(|i| unique(&format!("api-lru{i}"))).collect();
+    for n in &names {
+        create_secret(n, n).await;
+    }
+    let path = |n: &str| format!("/secretsmanager/get?secretId={n}");
+    agent.get(&path(&names[0])).await;
+    agent.get(&path(&names[1])).await;
+    agent.get(&path(&names[0])).await; // 0 is now more recent than 1
+    agent.get(&path(&names[2])).await; // evicts 1
+    assert_eq!(
+        agent.get(&path(&names[0])).await.header("x-cache"),
+        Some("hit")
+    );
+    assert_eq!(
+        agent.get(&path(&names[2])).await.header("x-cache"),
+        Some("hit")
+    );
+    assert_eq!(
+        agent.get(&path(&names[1])).await.header("x-cache"),
+        Some("miss")
+    );
+    assert_eq!(agent.proxy.count("GetSecretValue"), 4);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn ttl_zero_disables_caching() {
+    let agent = TestAgent::start(|c| c.secrets_ttl = Duration::ZERO).await;
+    let name = unique("api-nocache");
+    create_secret(&name, "x").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    for _ in 0..3 {
+        assert_eq!(agent.get(&path).await.header("x-cache"), Some("miss"));
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 3);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_max_conn_get_429() {
+    let agent = TestAgent::start(|c| c.max_conn = 2).await;
+    let addr = agent.base.trim_start_matches("http://").to_string();
+    // Two idle keep-alive connections hold both permits.
+    let _a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(&format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json()["__type"], "TooManyRequestsException");
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(&format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_head_is_refused() {
+    let agent = TestAgent::start(|_| {}).await;
+    let long = "a".repeat(64 * 1024);
+    let addr = agent.base.trim_start_matches("http://").to_string();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET /secretsmanager/get?secretId={long} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let head = String::from_utf8_lossy(&buf);
+    assert!(
+        head.is_empty()
+            || head.starts_with("HTTP/1.1 431")
+            || head.starts_with("HTTP/1.1 414")
+            || head.starts_with("HTTP/1.1 400"),
+        "{head}"
+    );
+    // The agent still serves others.
+    assert_eq!(
+        get(&format!("{}/ping", agent.base), &[]).await.status,
+        StatusCode::OK
+    );
+    agent.stop().await;
+}

@@ -1,0 +1,413 @@
+//! Test harness: a real moto server, a counting and fault-injecting proxy between the agent and
+//! moto, an in-process agent on 127.0.0.1:0, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use secrets_agent::backend::AwsBackend;
+use secrets_agent::cache::ManualClock;
+use secrets_agent::config::{Config, Env, Listen, Overrides};
+use secrets_agent::listener::Listener;
+use secrets_agent::server::{self, App};
+use secrets_agent::token::Token;
+use tokio::net::TcpListener;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+// ---------------------------------------------------------------------------------------------
+// moto
+
+struct Moto {
+    url: String,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+/// The moto server for this test binary, started on first use. It exits when this process
+/// does (its stdin closes).
+pub fn moto_url() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO.get_or_init(start_moto).url
+}
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("MOTO_PYTHON") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    if std::path::Path::new(venv).exists() {
+        venv.to_string()
+    } else {
+        "python3".to_string()
+    }
+}
+
+fn start_moto() -> Moto {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_server.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto (run `make test`, which installs it into .venv)");
+    let stdin = child.stdin.take().expect("moto stdin");
+    let stdout = child.stdout.take().expect("moto stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read moto port");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("moto did not print its port: {line:?}"));
+    Moto {
+        url: format!("http://127.0.0.1:{port}"),
+        _child: child,
+        _stdin: stdin,
+    }
+}
+
+/// SDK configuration for `endpoint` with dummy credentials.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A Secrets Manager client talking to moto directly (not through the proxy).
+pub async fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&sdk_config(moto_url()).await)
+}
+
+pub async fn ssm_client() -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(&sdk_config(moto_url()).await)
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Creates a string secret and returns its ARN.
+pub async fn create_secret(name: &str, value: &str) -> String {
+    secrets_client()
+        .await
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn")
+}
+
+/// Puts a new AWSCURRENT version and returns its version id.
+pub async fn put_secret(name: &str, value: &str) -> String {
+    secrets_client()
+        .await
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("put secret value")
+        .version_id
+        .expect("version id")
+}
+
+// ---------------------------------------------------------------------------------------------
+// the proxy
+
+/// What the proxy does to requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Forward as is.
+    None,
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Answer with an AWS-style error of this status and code without asking moto.
+    Error(u16, &'static str),
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    counts: HashMap<String, u64>,
+    fault: Option<(Fault, Option<String>)>,
+}
+
+/// A pass-through proxy to moto that counts requests by operation (`X-Amz-Target`) and
+/// injects faults.
+#[derive(Clone)]
+pub struct Proxy {
+    pub url: String,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        let upstream = moto_url().to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                let client = client.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        forward(req, st.clone(), client.clone(), upstream.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Proxy {
+            url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Requests seen for `operation` (e.g. "GetSecretValue"), faulted ones included.
+    pub fn count(&self, operation: &str) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.counts.get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.lock().unwrap().counts.clear();
+    }
+
+    /// Applies `fault` to every request, or only to `operation`'s.
+    pub fn set_fault(&self, fault: Fault, operation: Option<&str>) {
+        self.state.lock().unwrap().fault = Some((fault, operation.map(String::from)));
+    }
+
+    pub fn clear_fault(&self) {
+        self.state.lock().unwrap().fault = None;
+    }
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    state: Arc<Mutex<ProxyState>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: String,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let op = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("unknown")
+        .to_string();
+    let fault = {
+        let mut st = state.lock().unwrap();
+        *st.counts.entry(op.clone()).or_default() += 1;
+        match &st.fault {
+            Some((f, None)) => f.clone(),
+            Some((f, Some(only))) if *only == op => f.clone(),
+            _ => Fault::None,
+        }
+    };
+    match fault {
+        Fault::None => {}
+        Fault::Delay(d) => tokio::time::sleep(d).await,
+        Fault::Error(status, code) => {
+            let body = serde_json::json!({"__type": code, "message": "injected by the test proxy"});
+            let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+            resp.headers_mut().insert(
+                "content-type",
+                "application/x-amz-json-1.1".parse().unwrap(),
+            );
+            resp.headers_mut()
+                .insert("x-amzn-errortype", code.parse().unwrap());
+            return Ok(resp);
+        }
+        Fault::Drop => {
+            return Err(std::io::Error::other("dropped by the test proxy"));
+        }
+    }
+    let (mut parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    parts.uri = format!("{upstream}{path}").parse().unwrap();
+    let resp = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .map_err(std::io::Error::other)?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// the agent, in process
+
+pub struct TestAgent {
+    pub base: String,
+    pub proxy: Proxy,
+    pub clock: Arc<ManualClock>,
+    pub app: Arc<App<AwsBackend>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestAgent {
+    /// An agent on 127.0.0.1:0 with the default config changed by `tweak`, talking to moto
+    /// through a fresh proxy.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestAgent {
+        let mut config = test_config();
+        tweak(&mut config);
+        let proxy = Proxy::start().await;
+        let sdk = sdk_config(&proxy.url).await;
+        let clock = Arc::new(ManualClock::new());
+        let app = secrets_agent::build_app(&config, &sdk, Token::new(TOKEN), clock.clone());
+        let listener = Listener::bind(&config.listen).await.unwrap();
+        let Listen::Tcp(addr) = listener.local() else {
+            panic!("tcp expected")
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(listener, app.clone(), async move {
+            let _ = rx.await;
+        }));
+        TestAgent {
+            base: format!("http://{addr}"),
+            proxy,
+            clock,
+            app,
+            stop: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// GET `path` with the token.
+    pub async fn get(&self, path: &str) -> Reply {
+        get(
+            &format!("{}{path}", self.base),
+            &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+        )
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+}
+
+/// Defaults, on an ephemeral port.
+pub fn test_config() -> Config {
+    let mut config = Config::from_sources(None, &Overrides::default(), &Env::new()).unwrap();
+    config.listen = Listen::Tcp("127.0.0.1:0".parse::<SocketAddr>().unwrap());
+    config.max_backend_calls = 64;
+    config.secrets_timeout = Duration::from_secs(5);
+    config.parameters_timeout = Duration::from_secs(5);
+    config
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    request("GET", url, headers).await
+}
+
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    // One client per call: each #[tokio::test] has its own runtime, and pooled connections
+    // must not outlive it.
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .expect("request to the agent");
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
