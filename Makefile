@@ -52,3 +52,7 @@ test: venv lint unit-test deploy-test
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# Targets owned by their folders: `make layer` (layer/layer.mk), `make bench` (bench/bench.mk),
+# `make fuzz` (fuzz/fuzz.mk).
+-include layer/layer.mk bench/bench.mk fuzz/fuzz.mk
