@@ -1,0 +1,346 @@
+//! The binary as a container runs it: signals, drain, health, token bootstrap, Unix socket,
+//! start-up errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary with a clean environment pointing at `endpoint`.
+fn command(endpoint: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A running agent whose stderr is collected.
+struct Running {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().expect("spawn secrets-agent");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Running { child, log }
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log never said {needle:?}:\n{}", self.log.lock().unwrap());
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit within {limit:?}:\n{}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_to_end(mut cmd: Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("run secrets-agent");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let proxy = Proxy::start().await;
+    let name = unique("proc-drain");
+    create_secret(&name, "drained").await;
+    let port = free_port();
+    let mut cmd = command(&proxy.url);
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let mut agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+
+    proxy.set_fault(Fault::Delay(Duration::from_millis(1500)), None);
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={name}");
+    let slow =
+        tokio::spawn(async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await });
+    // Wait until the request reached the backend, then ask the agent to stop.
+    while proxy.count("GetSecretValue") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    agent.signal("-TERM");
+    agent.wait_for_log("stopped accepting connections");
+    // New connections are refused once the signal is handled.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["SecretString"], "drained");
+    let status = tokio::task::spawn_blocking(move || agent.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigint_with_idle_connections_exits_0() {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .arg("--port")
+        .arg(port.to_string());
+    let mut agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let _idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    agent.signal("-INT");
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn health_exits_0_when_up_and_1_when_not() {
+    let port = free_port();
+    let (code, err) = run_to_end({
+        let mut c = command("http://127.0.0.1:9");
+        c.args(["health", "--port", &port.to_string()]);
+        c
+    });
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unhealthy"), "{err}");
+
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let (code, _) = run_to_end({
+        let mut c = command("http://127.0.0.1:9");
+        c.env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string())
+            .arg("health");
+        c
+    });
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn generated_token_file_is_0444_and_accepted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(unique("sa-token"));
+    let path = dir.join("token");
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env("SECRETS_AGENT_TOKEN_FILE", &path)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let token = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(token.len(), 64, "32 random bytes, hex");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o444);
+    // The token is not written to the log.
+    assert!(!agent.log.lock().unwrap().contains(&token));
+
+    let name = unique("proc-token");
+    create_secret(&name, "ok").await;
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={name}");
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", &token)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", "guess")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_existing_token_variable_wins_over_the_token_file() {
+    let dir = std::env::temp_dir().join(unique("sa-token-env"));
+    let path = dir.join("token");
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env("SECRETS_AGENT_TOKEN_FILE", &path)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", TOKEN)
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    assert!(!path.exists());
+    let r = get(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unix_socket_serves_a_secret_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique("proc-unix");
+    create_secret(&name, "over-a-socket").await;
+    let dir = std::env::temp_dir().join(unique("sa-sock"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("agent.sock");
+    let mut cmd = command(moto_url());
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("SECRETS_AGENT_LISTEN", format!("unix:{}", sock.display()));
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let sock2 = sock.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock2).unwrap();
+        write!(
+            s,
+            "GET /secretsmanager/get?secretId={name} HTTP/1.1\r\nHost: localhost\r\n\
+             X-Aws-Parameters-Secrets-Token: {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("over-a-socket"));
+
+    let (code, err) = run_to_end({
+        let mut c = command(moto_url());
+        c.env("SECRETS_AGENT_LISTEN", format!("unix:{}", sock.display()))
+            .arg("health");
+        c
+    });
+    assert_eq!(code, Some(0), "{err}");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_exits_64_listing_every_problem() {
+    let dir = std::env::temp_dir().join(unique("sa-conf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, "http_port = 99999\nttl_secondz = 5\n").unwrap();
+    let (code, err) = run_to_end({
+        let mut c = command("http://127.0.0.1:9");
+        c.env("AWS_TOKEN", TOKEN)
+            .env("SECRETS_MANAGER_TTL", "forever")
+            .arg("--config")
+            .arg(&file);
+        c
+    });
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("http_port = 99999: must be a whole number from 1 to 65535"),
+        "{err}"
+    );
+    assert!(err.contains("ttl_secondz: unknown key"), "{err}");
+    assert!(err.contains("SECRETS_MANAGER_TTL = \"forever\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_token_exits_64_and_says_how_to_give_one() {
+    let (code, err) = run_to_end(command("http://127.0.0.1:9"));
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("no SSRF token"), "{err}");
+    assert!(err.contains("AWS_TOKEN"), "{err}");
+}
+
+#[test]
+fn unknown_prefixed_variables_are_warned_by_name() {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_AND_SECRETS_EXTENSION_CACHE_SIZE", "10")
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        log.contains("PARAMETERS_AND_SECRETS_EXTENSION_CACHE_SIZE"),
+        "{log}"
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_is_said_loudly() {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("SECRETS_AGENT_LISTEN", format!("0.0.0.0:{port}"));
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    assert!(agent
+        .log
+        .lock()
+        .unwrap()
+        .contains("LISTENING BEYOND LOOPBACK"));
+}
