@@ -1,0 +1,302 @@
+//! Failure behaviour, with faults injected by the proxy between the agent and moto: outage,
+//! throttling, slow backend, refresh-ahead, rotation, negative cache, prefetch, slow clients.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+async fn cached(agent: &TestAgent, value: &str) -> String {
+    let name = unique("res");
+    create_secret(&name, value).await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    assert_eq!(agent.get(&path).await.status, StatusCode::OK);
+    path
+}
+
+/// Backend calls of any kind seen by the proxy.
+fn calls(agent: &TestAgent) -> u64 {
+    ["GetSecretValue", "DescribeSecret"]
+        .iter()
+        .map(|op| agent.proxy.count(op))
+        .sum()
+}
+
+/// Serves stale through a long outage with backend attempts bounded by the backoff schedule,
+/// then fresh values once AWS is back.
+async fn outage_with(fault: Fault) {
+    let agent = TestAgent::start(|_| {}).await;
+    let path = cached(&agent, "before").await;
+    agent.proxy.reset_counts();
+    agent.proxy.set_fault(fault, None);
+    agent.clock.advance(Duration::from_secs(301)); // expired
+
+    // Ten minutes of outage, one request per second.
+    for _ in 0..600 {
+        let r = agent.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-cache"), Some("stale"));
+        assert_eq!(r.json()["SecretString"], "before");
+        agent.clock.advance(Duration::from_secs(1));
+        // Let a background attempt fail before the next step.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Backoff doubles from 1 s to a 60 s cap with jitter in [step/2, step]: at most about 7
+    // attempts to reach the cap, then one per 30 s at most: under 30 attempts in 10 minutes,
+    // each at most 2 calls (one SDK retry). Without backoff it would be 600.
+    let attempts = calls(&agent);
+    assert!(attempts >= 5, "the backend was retried: {attempts}");
+    assert!(
+        attempts <= 60,
+        "backend calls bounded by backoff: {attempts}"
+    );
+
+    // AWS comes back with a rotated secret.
+    let name = path.rsplit('=').next().unwrap().to_string();
+    agent.proxy.clear_fault();
+    put_secret(&name, "after").await;
+    agent.clock.advance(Duration::from_secs(61)); // past any backoff step
+    let mut fresh = None;
+    for _ in 0..200 {
+        let r = agent.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK);
+        if r.json()["SecretString"] == "after" {
+            fresh = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = fresh.expect("the fresh value returns after recovery");
+    assert_ne!(fresh.header("x-cache"), Some("stale"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn outage_serves_stale_with_bounded_retries() {
+    outage_with(Fault::Drop).await;
+}
+
+#[tokio::test]
+async fn throttling_storm_serves_stale_with_bounded_retries() {
+    outage_with(Fault::Error(400, "ThrottlingException")).await;
+}
+
+#[tokio::test]
+async fn server_errors_serve_stale_with_bounded_retries() {
+    outage_with(Fault::Error(500, "InternalServiceError")).await;
+}
+
+#[tokio::test]
+async fn no_answers_are_not_masked() {
+    let agent = TestAgent::start(|_| {}).await;
+    let path = cached(&agent, "v").await;
+    agent
+        .proxy
+        .set_fault(Fault::Error(400, "AccessDeniedException"), None);
+    agent.clock.advance(Duration::from_secs(301));
+    let r = agent.get(&path).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["__type"], "AccessDeniedException");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn stale_serving_can_be_turned_off() {
+    let agent = TestAgent::start(|c| c.ignore_transient_errors = false).await;
+    let path = cached(&agent, "v").await;
+    agent.proxy.set_fault(Fault::Drop, None);
+    agent.clock.advance(Duration::from_secs(301));
+    assert_eq!(agent.get(&path).await.status, StatusCode::BAD_GATEWAY);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn stale_stops_at_max_staleness() {
+    let agent = TestAgent::start(|c| c.max_stale = Duration::from_secs(60)).await;
+    let path = cached(&agent, "v").await;
+    agent.proxy.set_fault(Fault::Drop, None);
+    agent.clock.advance(Duration::from_secs(330));
+    assert_eq!(agent.get(&path).await.header("x-cache"), Some("stale"));
+    agent.clock.advance(Duration::from_secs(40)); // 70 s past the TTL
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(agent.get(&path).await.status, StatusCode::BAD_GATEWAY);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn slow_backend_504_for_new_keys_and_stale_for_cached() {
+    let agent = TestAgent::start(|c| c.secrets_timeout = Duration::from_millis(300)).await;
+    let path = cached(&agent, "cached").await;
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_secs(2)), None);
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", unique("never")))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    agent.clock.advance(Duration::from_secs(301));
+    let r = agent.get(&path).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-cache"), Some("stale"));
+    assert_eq!(r.json()["SecretString"], "cached");
+    // Later reads do not wait for the slow backend at all.
+    let started = Instant::now();
+    let r = agent.get(&path).await;
+    assert_eq!(r.header("x-cache"), Some("stale"));
+    assert!(started.elapsed() < Duration::from_millis(300));
+    agent.stop().await;
+}
+
+/// With a slow backend and continuous reads, nobody after the first read waits on the backend,
+/// and a rotation shows up within one TTL with no error.
+#[tokio::test]
+async fn refresh_ahead_keeps_readers_off_the_backend() {
+    // A refresh after rotation is two calls (DescribeSecret, GetSecretValue): 2 × 300 ms of
+    // real time, 12 steps of 50 ms, well inside the 20 s between the refresh point (80 s) and
+    // expiry (100 s).
+    const DELAY: Duration = Duration::from_millis(300);
+    let agent = TestAgent::start(|c| c.secrets_ttl = Duration::from_secs(100)).await;
+    let name = unique("res-ahead");
+    create_secret(&name, "v1").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    assert_eq!(agent.get(&path).await.header("x-cache"), Some("miss"));
+    agent.proxy.set_fault(Fault::Delay(DELAY), None);
+    let mut rotated_at = None;
+    let mut saw_new = false;
+    // Two TTLs of reads, one per (clock) second, 50 ms of real time apart.
+    for second in 1..=200 {
+        if second == 30 {
+            put_secret(&name, "v2").await;
+            rotated_at = Some(second);
+        }
+        agent.clock.advance(Duration::from_secs(1));
+        let started = Instant::now();
+        let r = agent.get(&path).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("x-cache"), Some("hit"), "second {second}");
+        assert!(took < DELAY, "second {second}: a reader waited {took:?}");
+        if r.json()["SecretString"] == "v2" && !saw_new {
+            saw_new = true;
+            assert!(
+                second - rotated_at.unwrap() <= 100,
+                "new value within one TTL"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_new, "rotation was picked up");
+    assert!(agent.proxy.count("DescribeSecret") >= 2);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn not_found_is_cached_briefly() {
+    let agent = TestAgent::start(|c| c.negative_ttl = Duration::from_secs(5)).await;
+    let path = format!("/secretsmanager/get?secretId={}", unique("res-missing"));
+    for _ in 0..20 {
+        assert_eq!(
+            agent.get(&path).await.json()["__type"],
+            "ResourceNotFoundException"
+        );
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 1);
+    agent.clock.advance(Duration::from_secs(6));
+    agent.get(&path).await;
+    assert_eq!(agent.proxy.count("GetSecretValue"), 2);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn prefetch_batches_secrets_and_reads_wait_for_it() {
+    let agent = TestAgent::start(|_| {}).await;
+    let mut names = Vec::new();
+    for i in 0..25 {
+        let n = unique(&format!("res-pre{i}"));
+        create_secret(&n, &format!("value-{i}")).await;
+        names.push(n);
+    }
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_millis(200)), None);
+    agent.app.cache.prefetch(names.clone(), vec![]);
+    // A read during the prefetch waits for it instead of fetching on its own.
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", names[3]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "value-3");
+    for (i, n) in names.iter().enumerate() {
+        let r = agent
+            .get(&format!("/secretsmanager/get?secretId={n}"))
+            .await;
+        assert_eq!(r.json()["SecretString"], format!("value-{i}"));
+        assert_eq!(r.header("x-cache"), Some("hit"));
+    }
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 2, "20 + 5");
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn slow_clients_do_not_block_others_and_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestAgent::start(|c| c.header_timeout = Duration::from_secs(1)).await;
+    let addr = agent.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /pi").await.unwrap();
+        slow.push(s);
+    }
+    // Keep dribbling one byte at a time while others are served.
+    let started = Instant::now();
+    for _ in 0..5 {
+        for s in slow.iter_mut() {
+            let _ = s.write_all(b"n").await;
+        }
+        let r = get(&format!("{}/ping", agent.base), &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the header timeout the slow connections are closed by the agent.
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
+    let mut closed = 0;
+    for mut s in slow {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 50);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_hits_misses_and_calls() {
+    let agent = TestAgent::start(|_| {}).await;
+    let path = cached(&agent, "m").await;
+    agent.get(&path).await;
+    agent.get(&path).await;
+    let r = agent.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.text();
+    assert!(text.contains("secrets_agent_cache_hits_total 2"), "{text}");
+    assert!(
+        text.contains("secrets_agent_cache_misses_total 1"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "secrets_agent_backend_calls_total{operation=\"GetSecretValue\",outcome=\"ok\"} 1"
+    ));
+    assert!(text
+        .contains("secrets_agent_backend_latency_seconds_count{operation=\"GetSecretValue\"} 1"));
+    assert!(text.contains("secrets_agent_cache_entries 1"));
+    // Metrics need the token.
+    let r = get(&format!("{}/metrics", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    agent.stop().await;
+}
