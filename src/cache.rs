@@ -426,9 +426,11 @@ impl<B: Backend> Cache<B> {
         outcome
     }
 
-    /// Fetches secrets and parameters at start. Reads of these keys that arrive meanwhile wait
-    /// for this fetch instead of starting their own.
-    pub fn prefetch(&self, secrets: Vec<String>, parameters: Vec<String>) {
+    /// Fetches secrets and parameters at start, after a random delay of up to `jitter` (so a
+    /// fleet started at once does not hit AWS at once). Reads of these keys that arrive
+    /// meanwhile wait for this fetch instead of starting their own.
+    pub fn prefetch(&self, secrets: Vec<String>, parameters: Vec<String>, jitter: Duration) {
+        let delay = jitter.mul_f64(random_unit());
         let mut pending = Vec::new();
         {
             let mut st = self.state();
@@ -446,6 +448,7 @@ impl<B: Backend> Cache<B> {
         if !pending.is_empty() {
             let cache = self.clone();
             self.spawn(async move {
+                tokio::time::sleep(delay).await;
                 let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
                 let mut results = cache.inner.backend.fetch_secrets(ids).await;
                 for (id, key, tx, marker) in pending {
@@ -467,6 +470,7 @@ impl<B: Backend> Cache<B> {
         for name in parameters {
             let cache = self.clone();
             self.spawn(async move {
+                tokio::time::sleep(delay).await;
                 let key = Key::parameter(name.clone(), None, None, true);
                 if let Err(e) = cache.get(key, false).await {
                     tracing::warn!(parameter = %name, error = %e, "prefetch failed");
@@ -559,13 +563,17 @@ fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let step = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(cap);
+    step / 2 + (step / 2).mul_f64(random_unit())
+}
+
+/// A random number in [0, 1] from the OS RNG (0.5 if it fails; jitter is not security).
+fn random_unit() -> f64 {
     let mut b = [0u8; 4];
-    let r = if getrandom::getrandom(&mut b).is_ok() {
+    if getrandom::getrandom(&mut b).is_ok() {
         u32::from_le_bytes(b) as f64 / u32::MAX as f64
     } else {
         0.5
-    };
-    step / 2 + (step / 2).mul_f64(r)
+    }
 }
 
 /// Drops least-recently-used entries past `capacity`, sparing those with a fetch in flight.

@@ -106,9 +106,33 @@ pub async fn start(
     app.cache.prefetch(
         config.prefetch_secrets.clone(),
         config.prefetch_parameters.clone(),
+        config.prefetch_jitter,
     );
+    if config.validate_credentials {
+        check_credentials(&sdk);
+    }
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
+}
+
+/// Resolves credentials once in the background and says clearly when there are none, so a
+/// missing role shows up at start rather than on the first read. Never blocks serving.
+fn check_credentials(sdk: &aws_config::SdkConfig) {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        tracing::warn!("no AWS credentials provider is configured; reads will fail");
+        return;
+    };
+    tokio::spawn(async move {
+        match provider.provide_credentials().await {
+            Ok(_) => tracing::debug!("AWS credentials resolved"),
+            Err(e) => tracing::warn!(
+                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
+                "no AWS credentials could be resolved; reads will fail until they can \
+                 (give the task or function a role, or set validate_credentials = false)"
+            ),
+        }
+    });
 }
 
 /// The app over the AWS backend, with a given clock (tests pass a manual one).

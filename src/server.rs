@@ -206,10 +206,11 @@ impl<B: Backend> App<B> {
 
 /// The query string, decoded, with each name at most once.
 #[derive(Debug)]
-struct Query(Vec<(String, String)>);
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(raw: &str) -> Result<Query, Error> {
+    /// Splits and percent-decodes a raw query string; refuses repeated names and bad UTF-8.
+    pub fn parse(raw: &str) -> Result<Query, Error> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));

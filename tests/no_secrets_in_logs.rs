@@ -115,13 +115,29 @@ async fn no_secret_value_reaches_the_log() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(log.contains("DEBUG"), "the log was at debug level:\n{log}");
-    assert!(log.contains("backend call failed"), "the outage was logged:\n{log}");
+    assert!(
+        log.contains("backend call failed"),
+        "the outage was logged:\n{log}"
+    );
     let b64 = aws_smithy_types::base64::encode(bin_value.as_bytes());
     for v in values.iter().chain(std::iter::once(&b64)) {
-        assert!(!log.contains(v.as_str()), "a secret value is in the log: {v}\n{log}");
+        assert!(
+            !log.contains(v.as_str()),
+            "a secret value is in the log: {v}\n{log}"
+        );
     }
     assert!(!log.contains(TOKEN), "the token is in the log");
 }

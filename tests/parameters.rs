@@ -40,7 +40,17 @@ async fn string_and_string_list_in_the_extension_shape() {
     keys.sort();
     assert_eq!(
         keys,
-        ["ARN", "DataType", "LastModifiedDate", "Name", "Selector", "SourceResult", "Type", "Value", "Version"]
+        [
+            "ARN",
+            "DataType",
+            "LastModifiedDate",
+            "Name",
+            "Selector",
+            "SourceResult",
+            "Type",
+            "Value",
+            "Version"
+        ]
     );
     assert_eq!(p["Name"], name.as_str());
     assert_eq!(p["Type"], "String");
@@ -66,7 +76,11 @@ async fn secure_string_needs_with_decryption() {
     let r = agent.get(&path(&name, "")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["Parameter"]["Type"], "SecureString");
-    assert_ne!(r.json()["Parameter"]["Value"], "s3cr3t", "encrypted form without decryption");
+    assert_ne!(
+        r.json()["Parameter"]["Value"],
+        "s3cr3t",
+        "encrypted form without decryption"
+    );
     let r = agent.get(&path(&name, "&withDecryption=true")).await;
     assert_eq!(r.json()["Parameter"]["Value"], "s3cr3t");
     // Decrypted and encrypted answers are separate entries.
@@ -100,7 +114,10 @@ async fn version_and_label_select() {
 
     let r = agent.get(&path(&name, "&version=1&label=stable")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["message"].as_str().unwrap().contains("version and label"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("version and label"));
     let r = agent.get(&path(&name, "&version=abc")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["message"].as_str().unwrap().contains("version"));
@@ -140,7 +157,9 @@ async fn secrets_manager_reference_path() {
 #[tokio::test]
 async fn errors() {
     let agent = TestAgent::start(|_| {}).await;
-    let r = agent.get(&path(&format!("/{}/missing", unique("p")), "")).await;
+    let r = agent
+        .get(&path(&format!("/{}/missing", unique("p")), ""))
+        .await;
     assert!(r.status.is_client_error(), "{}", r.status);
     assert_eq!(r.json()["__type"], "ParameterNotFound");
     let r = agent.get("/systemsmanager/parameters/get").await;
@@ -148,10 +167,16 @@ async fn errors() {
     assert!(r.json()["message"].as_str().unwrap().contains("name"));
     let r = agent.get(&path("/x", "&withDecryption=yes")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["message"].as_str().unwrap().contains("withDecryption"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("withDecryption"));
     let r = agent.get(&path("/x", "&secretId=a")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["message"].as_str().unwrap().contains("unknown query parameter secretId"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown query parameter secretId"));
     agent.stop().await;
 }
 
@@ -160,12 +185,16 @@ async fn fifty_concurrent_cold_requests_make_one_get_parameter() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/hot", unique("p"));
     put(&name, "hot", ParameterType::String).await;
-    agent.proxy.set_fault(Fault::Delay(Duration::from_millis(300)), None);
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_millis(300)), None);
     let url = format!("{}{}", agent.base, path(&name, ""));
     let reads: Vec<_> = (0..50)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await })
+            tokio::spawn(
+                async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await },
+            )
         })
         .collect();
     for r in reads {
@@ -190,7 +219,10 @@ async fn parameter_ttl_is_its_own() {
     agent.get(&path(&name, "")).await;
     put(&name, "two", ParameterType::String).await;
     agent.clock.advance(Duration::from_secs(9));
-    assert_eq!(agent.get(&path(&name, "")).await.json()["Parameter"]["Value"], "one");
+    assert_eq!(
+        agent.get(&path(&name, "")).await.json()["Parameter"]["Value"],
+        "one"
+    );
     agent.clock.advance(Duration::from_secs(2));
     let r = agent.get(&path(&name, "")).await;
     assert_eq!(r.json()["Parameter"]["Value"], "two");
@@ -201,9 +233,16 @@ async fn parameter_ttl_is_its_own() {
 #[tokio::test]
 async fn slow_ssm_answers_504_at_the_configured_timeout() {
     let agent = TestAgent::start(|c| c.parameters_timeout = Duration::from_millis(200)).await;
-    agent.proxy.set_fault(Fault::Delay(Duration::from_secs(3)), Some("GetParameter"));
-    let r = agent.get(&path(&format!("/{}/slow", unique("p")), "")).await;
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_secs(3)), Some("GetParameter"));
+    let r = agent
+        .get(&path(&format!("/{}/slow", unique("p")), ""))
+        .await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(r.json()["message"].as_str().unwrap().contains("GetParameter timed out after 200 ms"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("GetParameter timed out after 200 ms"));
     agent.stop().await;
 }

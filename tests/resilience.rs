@@ -221,7 +221,10 @@ async fn prefetch_batches_secrets_and_reads_wait_for_it() {
     agent
         .proxy
         .set_fault(Fault::Delay(Duration::from_millis(200)), None);
-    agent.app.cache.prefetch(names.clone(), vec![]);
+    agent
+        .app
+        .cache
+        .prefetch(names.clone(), vec![], Duration::ZERO);
     // A read during the prefetch waits for it instead of fetching on its own.
     let r = agent
         .get(&format!("/secretsmanager/get?secretId={}", names[3]))
