@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod lambda;
 pub mod listener;

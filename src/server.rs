@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use crate::backend::{Backend, Key};
 use crate::cache::{Answer, Cache};
 use crate::config::Config;
+use crate::conn::{Busy, Timed};
 use crate::error::Error;
 use crate::listener::Listener;
 use crate::token::Token;
@@ -44,6 +45,10 @@ pub type Body = Full<Bytes>;
 
 /// Largest request head (request line and headers) we read.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// An idle keep-alive connection is closed after this long. Longer than the usual client pool
+/// idle time (Python's urllib3 and the AWS SDKs keep connections for up to about 60 s), so a
+/// client closes first and never reuses a connection we are closing.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the request handler needs; shared by every connection.
 pub struct App<B> {
@@ -329,12 +334,19 @@ pub async fn serve<B: Backend>(
         };
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
+                let busy = Busy::default();
+                let io = Timed::new(stream, busy.clone(), app.header_timeout, IDLE_TIMEOUT);
                 let app = app.clone();
-                let conn = builder(&app).serve_connection(
-                    TokioIo::new(stream),
+                let conn = builder().serve_connection(
+                    TokioIo::new(io),
                     service_fn(move |req: Request<Incoming>| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(req).await) }
+                        let guard = busy.enter();
+                        async move {
+                            let resp = app.handle(req).await;
+                            drop(guard);
+                            Ok::<_, Infallible>(resp)
+                        }
                     }),
                 );
                 let conn = graceful.watch(conn);
@@ -345,7 +357,7 @@ pub async fn serve<B: Backend>(
             }
             Err(_) => {
                 let max = app.max_conn;
-                tokio::spawn(refuse(stream, &app, max));
+                tokio::spawn(refuse(stream, app.header_timeout, max));
             }
         }
     }
@@ -362,22 +374,25 @@ pub async fn serve<B: Backend>(
     }
 }
 
-fn builder<B>(app: &App<B>) -> http1::Builder {
+fn builder() -> http1::Builder {
     let mut b = http1::Builder::new();
+    // Head and idle timeouts are ours (`conn::Timed`); hyper's would also close idle
+    // keep-alive connections.
     b.timer(TokioTimer::new())
-        .header_read_timeout(app.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     b
 }
 
 /// Answers every request on a connection over the limit with 429 and closes it.
-fn refuse<B>(
+fn refuse(
     stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    app: &App<B>,
+    head_timeout: Duration,
     max: usize,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut b = builder(app);
+    let stream = Timed::new(stream, Busy::default(), head_timeout, head_timeout);
+    let mut b = builder();
     b.keep_alive(false);
     async move {
         let svc = service_fn(move |_req: Request<Incoming>| async move {

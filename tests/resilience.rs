@@ -303,3 +303,40 @@ async fn metrics_count_hits_misses_and_calls() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_busy_connection_outlives_the_header_timeout() {
+    let agent = TestAgent::start(|c| c.header_timeout = Duration::from_millis(500)).await;
+    let name = unique("res-busy");
+    create_secret(&name, "patience").await;
+    agent
+        .proxy
+        .set_fault(Fault::Delay(Duration::from_millis(1500)), None);
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={name}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["SecretString"], "patience");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_serves_again() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestAgent::start(|c| c.header_timeout = Duration::from_millis(500)).await;
+    let addr = agent.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    for round in 0..2 {
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        // Idle for longer than the header timeout: that timeout is for a request's head, not
+        // for the wait between requests.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    agent.stop().await;
+}
