@@ -895,16 +895,18 @@ fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<Strin
     }
 }
 
+/// An environment from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn load(toml: Option<&str>, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_sources(toml, &Overrides::default(), &env(pairs))

@@ -315,16 +315,7 @@ async fn fifty_concurrent_cold_requests_make_one_call() {
         .proxy
         .set_fault(Fault::Delay(Duration::from_millis(300)), None);
     let url = format!("{}/secretsmanager/get?secretId={name}", agent.base);
-    let reads: Vec<_> = (0..50)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(
-                async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await },
-            )
-        })
-        .collect();
-    for r in reads {
-        let r = r.await.unwrap();
+    for r in concurrent_gets(&url, 50).await {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.json()["SecretString"], "storm");
     }

@@ -189,16 +189,7 @@ async fn fifty_concurrent_cold_requests_make_one_get_parameter() {
         .proxy
         .set_fault(Fault::Delay(Duration::from_millis(300)), None);
     let url = format!("{}{}", agent.base, path(&name, ""));
-    let reads: Vec<_> = (0..50)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(
-                async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await },
-            )
-        })
-        .collect();
-    for r in reads {
-        let r = r.await.unwrap();
+    for r in concurrent_gets(&url, 50).await {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.json()["Parameter"]["Value"], "hot");
     }

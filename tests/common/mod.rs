@@ -353,8 +353,9 @@ pub fn test_config() -> Config {
     let mut config = Config::from_sources(None, &Overrides::default(), &Env::new()).unwrap();
     config.listen = Listen::Tcp("127.0.0.1:0".parse::<SocketAddr>().unwrap());
     config.max_backend_calls = 64;
-    config.secrets_timeout = Duration::from_secs(5);
-    config.parameters_timeout = Duration::from_secs(5);
+    // Generous: moto on a loaded 2-core machine can be slow. Tests of timeouts set their own.
+    config.secrets_timeout = Duration::from_secs(30);
+    config.parameters_timeout = Duration::from_secs(30);
     config
 }
 
@@ -405,6 +406,23 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply
         headers: parts.headers,
         body: body.collect().await.unwrap().to_bytes(),
     }
+}
+
+/// `n` concurrent GETs of `url` with the token, all started before any is answered.
+pub async fn concurrent_gets(url: &str, n: usize) -> Vec<Reply> {
+    let reads: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(
+                async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await },
+            )
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for r in reads {
+        replies.push(r.await.expect("request task"));
+    }
+    replies
 }
 
 /// Percent-encodes a query value.
