@@ -1,0 +1,17 @@
+# `make bench` (issue 7): builds the agent and the floor server (benches/floor.rs), then
+# bench/run.py measures hits against the floor, cold-miss storms, expiry under load, start-up,
+# memory and sizes in one run, and writes a Markdown table to stdout and bench/results/latest.md.
+# It takes about 7 minutes; run it on a quiet machine. BENCH_QUICK=1 shortens every phase.
+
+.PHONY: bench bench-deps
+
+# wrk from Debian is the load generator.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq wrk || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }; \
+	}
+
+bench: venv bench-deps
+	$(PY) bench/run.py

@@ -1,0 +1,942 @@
+#!/usr/bin/env python3
+"""`make bench`: the figures that say whether secrets-agent is fast and small, in one run.
+
+Builds the agent and the floor server (benches/floor.rs), starts moto, a counting proxy between
+the agent and moto, the agents and the floor, measures, stops everything, and writes a Markdown
+table to stdout and to bench/results/latest.md (raw figures in bench/results/latest.json).
+
+What it measures:
+- cache hits with wrk at 1, 32 and 256 connections, agent and floor alternating, median of reps;
+- cold-miss storms: N concurrent first reads of one secret, backend calls counted by the proxy;
+- expiry under load: short TTL, a delay injected by the proxy, p99 and max across expiries;
+- start to the first /ping 200 (container mode) and to the first event/next (Lambda mode,
+  against a fake Extensions API), idle RSS, RSS with 1000 cached secrets, binary and layer sizes;
+- backend calls per hour per hot secret, measured at a short TTL and scaled to 300 s.
+
+Only 127.0.0.1 is used. Every child runs in its own process group and is stopped in a `finally`;
+moto, the proxy and the floor also exit when their stdin closes, and the agents get
+PR_SET_PDEATHSIG, so nothing outlives this script even if it is killed.
+
+`python bench/run.py proxy UPSTREAM_PORT` runs the counting proxy alone (the benchmark starts it
+that way). BENCH_QUICK=1 shortens every phase, for trying the script out.
+"""
+
+import asyncio
+import ctypes
+import datetime
+import glob
+import http.client
+import http.server
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+LOGS = os.path.join(RESULTS, "logs")
+AGENT = os.path.join(ROOT, "target", "release", "secrets-agent")
+LUA = os.path.join(ROOT, "bench", "report.lua")
+PY = sys.executable
+TOKEN = "bench-token"
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+HOT = "bench/hot"
+# A typical database secret, about 150 bytes.
+HOT_VALUE = json.dumps(
+    {
+        "engine": "postgres",
+        "host": "db.cluster-abc123.us-east-1.rds.amazonaws.com",
+        "port": 5432,
+        "username": "app",
+        "password": "Zq8r!c0T4vW2yLm9Kp3sXe7b",
+    }
+)
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CONNECTIONS = (1, 32, 256)
+REPS = 1 if QUICK else 5
+RUN_S = 1 if QUICK else 5
+STORMS = (1, 50, 500)
+STORM_DELAY_MS = 100
+EXPIRY_TTL_S = 2
+EXPIRY_DELAY_MS = 200
+EXPIRY_RUN_S = 4 if QUICK else 12
+EXPIRY_CONNS = 32
+HOURLY_RUN_S = 6 if QUICK else 20
+START_RUNS = 5 if QUICK else 30
+MANY = 50 if QUICK else 1000
+
+# Goals from issue 7.
+GOAL_HIT_RATIO = 0.95
+GOAL_P99_RATIO = 1.10
+GOAL_START_MS = 3.0
+GOAL_IDLE_RSS_MIB = 6.0
+GOAL_BINARY_MIB = 8.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes
+
+
+def _die_with_parent():
+    """Runs in the child between fork and exec: SIGTERM it when this script dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Children:
+    """Every process this script starts; `stop_all` ends them, newest first."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, log_name, stdin=subprocess.DEVNULL, stdout=None, env=None, fast=False):
+        log = open(os.path.join(LOGS, log_name), "ab")
+        proc = subprocess.Popen(
+            args,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            # preexec_fn forces fork() instead of vfork(); the start-up timing skips it so the
+            # spawn itself costs what it costs a supervisor.
+            preexec_fn=None if fast else _die_with_parent,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM, timeout=10.0):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream:
+                stream.close()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in reversed(list(self.procs)):
+            try:
+                self.stop(proc, timeout=5.0)
+            except Exception as e:  # keep stopping the others
+                print(f"could not stop pid {proc.pid}: {e}", file=sys.stderr)
+
+
+def read_port(proc, what):
+    """Reads the `PORT n` line a helper prints once it listens."""
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("PORT "):
+        raise RuntimeError(f"{what} did not start (said {line!r}); see {LOGS}")
+    return int(line.split()[1])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cargo_build():
+    """Builds the agent and the floor; returns the floor's executable. BENCH_NO_BUILD=1 takes
+    what target/release already holds (for trying the script out while others build)."""
+    if os.environ.get("BENCH_NO_BUILD") == "1":
+        floors = [p for p in glob.glob(os.path.join(ROOT, "target", "release", "deps", "floor-*"))
+                  if os.access(p, os.X_OK) and not p.endswith(".d")]
+        return max(floors, key=os.path.getmtime)
+    subprocess.run(["cargo", "build", "--release", "--bin", "secrets-agent"], cwd=ROOT, check=True)
+    out = subprocess.run(
+        ["cargo", "build", "--release", "--bench", "floor", "--message-format=json-render-diagnostics"],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+    ).stdout
+    for line in out.decode().splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "floor":
+            if msg.get("executable"):
+                return msg["executable"]
+    raise RuntimeError("cargo did not report the floor executable")
+
+
+# ---------------------------------------------------------------------------------------------
+# The counting proxy (a separate process, so its threads do not share a GIL with the clients)
+
+
+def proxy_main(upstream_port):
+    state = {"delay_ms": 0, "counts": {}}
+    lock = threading.Lock()
+    local = threading.local()
+    hop = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, status, headers, body):
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in hop and k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            q = dict(urllib.parse.parse_qsl(url.query))
+            with lock:
+                if url.path == "/__bench/delay":
+                    state["delay_ms"] = int(q["ms"])
+                elif url.path == "/__bench/reset":
+                    state["counts"] = {}
+                body = json.dumps(state).encode()
+            self._reply(200, [("Content-Type", "application/json")], body)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            target = self.headers.get("X-Amz-Target", "?").rsplit(".", 1)[-1]
+            with lock:
+                state["counts"][target] = state["counts"].get(target, 0) + 1
+                delay = state["delay_ms"]
+            if delay:
+                time.sleep(delay / 1000)
+            for attempt in range(2):
+                conn = getattr(local, "conn", None)
+                if conn is None:
+                    conn = local.conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                    conn.request("POST", self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    break
+                except (http.client.HTTPException, OSError):
+                    conn.close()
+                    local.conn = None
+                    if attempt:
+                        raise
+            self._reply(resp.status, resp.getheaders(), data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"PORT {server.server_address[1]}", flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+
+
+class Proxy:
+    def __init__(self, port):
+        self.port = port
+
+    def _call(self, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", path)
+        data = json.loads(conn.getresponse().read())
+        conn.close()
+        return data
+
+    def delay(self, ms):
+        self._call(f"/__bench/delay?ms={ms}")
+
+    def reset(self):
+        self._call("/__bench/reset")
+
+    def counts(self):
+        return self._call("/__bench/stats")["counts"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent
+
+
+class Agent:
+    def __init__(self, children, proxy_port, name, **env):
+        self.port = free_port()
+        self.env = agent_env(proxy_port, **env)
+        self.proc = children.start(
+            [AGENT, "--listen", f"127.0.0.1:{self.port}"], f"agent-{name}.log", env=self.env
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.get("/ping", token=False)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent {name} did not start; see {LOGS}/agent-{name}.log")
+            time.sleep(0.01)
+
+    def get(self, path, token=True):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request("GET", path, headers={TOKEN_HEADER: TOKEN} if token else {})
+        resp = conn.getresponse()
+        out = (resp.status, dict(resp.getheaders()), resp.read())
+        conn.close()
+        return out
+
+    def secret(self, secret_id):
+        status, headers, body = self.get(secret_path(secret_id))
+        if status != 200:
+            raise RuntimeError(f"agent answered {status} for {secret_id}: {body[:200]!r}")
+        return headers, body
+
+    def metrics(self):
+        """The Prometheus counters as {name{labels}: value}."""
+        _, _, body = self.get("/metrics")
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+    def rss_kib(self):
+        return proc_status(self.proc.pid, "VmRSS")
+
+
+def agent_env(proxy_port, **extra):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "AWS_TOKEN": TOKEN,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy_port}",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def secret_path(secret_id):
+    return "/secretsmanager/get?secretId=" + urllib.parse.quote(secret_id, safe="")
+
+
+def proc_status(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generation
+
+
+def wrk(port, conns, seconds, path=secret_path(HOT)):
+    threads = min(2, conns)
+    cmd = [
+        "wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", LUA,
+        "-H", f"{TOKEN_HEADER}: {TOKEN}", f"http://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, timeout=seconds + 60).stdout.decode()
+    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    r = json.loads(line[len("BENCH "):])
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    if r["socket_errors"] or r["non_2xx"]:
+        raise RuntimeError(f"wrk saw errors against port {port}: {r}")
+    return r
+
+
+async def _one_request(port, path, connected, start, results):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{TOKEN_HEADER}: {TOKEN}\r\n\r\n".encode()
+    connected.append(1)
+    await start.wait()
+    t0 = time.perf_counter()
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(l.split(": ", 1) for l in lines[1:] if ": " in l)
+    headers = {k.lower(): v for k, v in headers.items()}
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    t1 = time.perf_counter()
+    writer.close()
+    results.append((t1 - t0, int(lines[0].split()[1]), headers.get("x-cache", "?")))
+
+
+async def _storm(port, path, n):
+    """n connections opened first, then one request on each, all at once."""
+    connected, start, results = [], asyncio.Event(), []
+    tasks = [asyncio.create_task(_one_request(port, path, connected, start, results)) for _ in range(n)]
+    deadline = time.monotonic() + 30
+    while len(connected) < n:
+        if any(t.done() for t in tasks) or time.monotonic() > deadline:
+            await asyncio.gather(*tasks)  # raises the connection error
+            raise RuntimeError(f"only {len(connected)} of {n} connections opened")
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # let the agent accept them
+    start.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    return results
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake Lambda Extensions API, for start-to-ready in Lambda mode
+
+
+class ExtensionsApi:
+    """Answers /register and event/next like Lambda; SHUTDOWN is sent when `shutdown()` is called."""
+
+    def __init__(self):
+        api = self
+        self.reset()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body, headers=()):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path.endswith("/extension/register"):
+                    api.registered_at = time.perf_counter()
+                    api.name = self.headers.get("Lambda-Extension-Name")
+                    self._send(
+                        200,
+                        {"functionName": "bench", "functionVersion": "$LATEST", "handler": "x"},
+                        [("Lambda-Extension-Identifier", "bench-extension-id")],
+                    )
+                else:  # init/error, exit/error
+                    api.errors.append(self.path)
+                    self._send(202, {"status": "OK"})
+
+            def do_GET(self):
+                if not self.path.endswith("/extension/event/next"):
+                    return self._send(404, {"errorMessage": "no such route"})
+                if api.next_at is None:
+                    api.next_at = time.perf_counter()
+                    api.ready.set()
+                if not api.stop.wait(10) or api.shutdown_sent:
+                    # After SHUTDOWN the extension asks again; it exits meanwhile.
+                    time.sleep(5)
+                    return self._send(500, {"errorMessage": "no more events"})
+                api.shutdown_sent = True
+                deadline_ms = int(time.time() * 1000) + 2000
+                self._send(
+                    200,
+                    {"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline_ms},
+                )
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self):
+        self.registered_at = None
+        self.next_at = None
+        self.name = None
+        self.errors = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.shutdown_sent = False
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def measure_hits(agent, floor_port):
+    """wrk against the agent and the floor, alternating, REPS times per connection count."""
+    samples = {(who, c): [] for who in ("agent", "floor") for c in CONNECTIONS}
+    ports = {"agent": agent.port, "floor": floor_port}
+    for who in ("agent", "floor"):  # warm-up: connections, caches, CPU frequency
+        wrk(ports[who], 32, 1)
+    for rep in range(REPS):
+        for i, c in enumerate(CONNECTIONS):
+            order = ("agent", "floor") if (rep + i) % 2 == 0 else ("floor", "agent")
+            for who in order:
+                samples[(who, c)].append(wrk(ports[who], c, RUN_S))
+        print(f"  hits: rep {rep + 1}/{REPS} done", file=sys.stderr)
+    rows = []
+    for c in CONNECTIONS:
+        med = {}
+        for who in ("agent", "floor"):
+            s = samples[(who, c)]
+            med[who] = {k: statistics.median(r[k] for r in s) for k in ("rps", "p50_us", "p99_us", "max_us")}
+        rows.append({"connections": c, **{f"{who}_{k}": v for who in med for k, v in med[who].items()}})
+    return rows, {f"{who}/{c}": s for (who, c), s in samples.items()}
+
+
+def measure_storms(agent, proxy):
+    rows = []
+    proxy.delay(STORM_DELAY_MS)
+    try:
+        for n in STORMS:
+            proxy.reset()
+            results = asyncio.run(_storm(agent.port, secret_path(f"bench/storm-{n}"), n))
+            time.sleep(0.3)  # let any straggling backend call land in the counts
+            counts = proxy.counts()
+            lat = [r[0] * 1000 for r in results]
+            statuses = [r[2] for r in results]
+            rows.append({
+                "n": n,
+                "ok": sum(1 for r in results if r[1] == 200),
+                "get_calls": counts.get("GetSecretValue", 0),
+                "all_calls": sum(counts.values()),
+                "miss": statuses.count("miss"),
+                "hit": statuses.count("hit"),
+                "p50_ms": percentile(lat, 50),
+                "p99_ms": percentile(lat, 99),
+                "max_ms": max(lat),
+                "min_ms": min(lat),
+            })
+    finally:
+        proxy.delay(0)
+    return rows
+
+
+def counter(metrics, name):
+    return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
+
+
+def measure_expiry(children, proxy, control_agent):
+    """Hit latency without expiry (control), then across expiries at TTL 2 s with a slow backend,
+    with refresh-ahead (default 0.8) and without it (ratio 1: the first reader after expiry waits)."""
+    rows = []
+    runs = [
+        ("no expiry (TTL 300 s)", None, None),
+        (f"TTL {EXPIRY_TTL_S} s, refresh-ahead 0.8", "expiry", {"SECRETS_MANAGER_TTL": EXPIRY_TTL_S}),
+        (
+            f"TTL {EXPIRY_TTL_S} s, refresh-ahead off (ratio 1.0)",
+            "expiry-no-refresh-ahead",
+            {"SECRETS_MANAGER_TTL": EXPIRY_TTL_S, "SECRETS_AGENT_REFRESH_RATIO": "1.0"},
+        ),
+    ]
+    short_ttl_agent = None
+    for label, name, env in runs:
+        started = name is not None
+        agent = Agent(children, proxy.port, name, **env) if started else control_agent
+        agent.secret(HOT)
+        proxy.delay(EXPIRY_DELAY_MS)
+        proxy.reset()
+        before = agent.metrics()
+        r = wrk(agent.port, EXPIRY_CONNS, EXPIRY_RUN_S)
+        after = agent.metrics()
+        proxy.delay(0)
+        counts = proxy.counts()
+        delta = {
+            k: counter(after, name) - counter(before, name)
+            for k, name in (
+                ("hits", "secrets_agent_cache_hits_total"),
+                ("misses", "secrets_agent_cache_misses_total"),
+                ("stale", "secrets_agent_stale_served_total"),
+            )
+        }
+        rows.append({
+            "run": label,
+            "p50_us": r["p50_us"],
+            "p99_us": r["p99_us"],
+            "p999_us": r["p999_us"],
+            "max_us": r["max_us"],
+            "rps": r["rps"],
+            "expiries": EXPIRY_RUN_S / EXPIRY_TTL_S if env else 0,
+            "backend_calls": counts,
+            "metrics_delta": delta,
+        })
+        if started and env.get("SECRETS_AGENT_REFRESH_RATIO") is None:
+            short_ttl_agent = agent
+        elif started:
+            children.stop(agent.proc)
+    return rows, short_ttl_agent
+
+
+def measure_hourly(agent, proxy):
+    """Backend calls for one hot secret at TTL 2 s over HOURLY_RUN_S, scaled to TTL 300 s."""
+    agent.secret(HOT)
+    proxy.delay(0)
+    proxy.reset()
+    wrk(agent.port, 1, HOURLY_RUN_S)
+    counts = proxy.counts()
+    scale = (3600 / HOURLY_RUN_S) * (EXPIRY_TTL_S / 300)
+    return {
+        "run_s": HOURLY_RUN_S,
+        "ttl_s": EXPIRY_TTL_S,
+        "counts": counts,
+        "per_hour_at_300s": {k: v * scale for k, v in counts.items()},
+        "total_per_hour_at_300s": sum(counts.values()) * scale,
+    }
+
+
+def measure_start(children, proxy_port):
+    """Container mode: spawn to the first /ping 200, START_RUNS times."""
+    times = []
+    for i in range(START_RUNS):
+        port = free_port()
+        env = agent_env(proxy_port)
+        request = b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        t0 = time.perf_counter()
+        proc = children.start([AGENT, "--listen", f"127.0.0.1:{port}"], "agent-start.log", env=env, fast=True)
+        answer = b""
+        while time.perf_counter() - t0 < 10:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(request)
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.0001)
+        t1 = time.perf_counter()
+        children.stop(proc)
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"start run {i}: /ping answered {answer[:60]!r}")
+        times.append((t1 - t0) * 1000)
+    return times
+
+
+def measure_spawn_baseline():
+    """What spawning a process and seeing it exit costs from this harness (`/bin/true`)."""
+    times = []
+    for _ in range(START_RUNS):
+        t0 = time.perf_counter()
+        subprocess.run(["/bin/true"])
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def measure_lambda_start(children, proxy_port):
+    """Lambda mode: spawn to /register and to the first event/next (init done), then SHUTDOWN."""
+    api = ExtensionsApi()
+    reg, ready, stop = [], [], []
+    try:
+        for i in range(START_RUNS):
+            api.reset()
+            env = agent_env(proxy_port, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.port}")
+            # Lambda mode takes its port from the configuration; each run gets a fresh one.
+            env["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(free_port())
+            t0 = time.perf_counter()
+            proc = children.start([AGENT], "agent-lambda.log", env=env, fast=True)
+            if not api.ready.wait(10):
+                children.stop(proc)
+                raise RuntimeError(f"lambda run {i}: no event/next (errors: {api.errors}); see {LOGS}/agent-lambda.log")
+            reg.append((api.registered_at - t0) * 1000)
+            ready.append((api.next_at - t0) * 1000)
+            t2 = time.perf_counter()
+            api.stop.set()
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
+            stop.append((time.perf_counter() - t2) * 1000)
+            children.stop(proc)
+            if code != 0:
+                raise RuntimeError(f"lambda run {i}: exit code {code} after SHUTDOWN")
+            if api.name != "secrets-agent":
+                raise RuntimeError(f"lambda run {i}: registered as {api.name!r}")
+    finally:
+        api.close()
+    return reg, ready, stop
+
+
+def measure_memory(children, proxy_port, moto_port):
+    """Idle RSS after one secret, then RSS with MANY cached secrets (fresh agent)."""
+    agent = Agent(children, proxy_port, "memory")
+    try:
+        agent.secret(HOT)
+        time.sleep(1)
+        idle = agent.rss_kib()
+        idle_anon = proc_status(agent.proc.pid, "RssAnon")
+        idle_file = proc_status(agent.proc.pid, "RssFile")
+        local = threading.local()
+
+        def read(i):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=30)
+            conn.request("GET", secret_path(f"bench/many-{i:04d}"), headers={TOKEN_HEADER: TOKEN})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"bench/many-{i:04d}: {resp.status}")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(read, range(MANY)))
+        time.sleep(1)
+        entries = counter(agent.metrics(), "secrets_agent_cache_entries")
+        full = agent.rss_kib()
+        peak = proc_status(agent.proc.pid, "VmHWM")
+    finally:
+        children.stop(agent.proc)
+    return {"idle_kib": idle, "idle_anon_kib": idle_anon, "idle_file_kib": idle_file,
+            "many_kib": full, "peak_kib": peak, "entries": entries}
+
+
+def sizes():
+    out = subprocess.run(["file", "-b", AGENT], stdout=subprocess.PIPE).stdout.decode() if have("file") else ""
+    stripped = "stripped" in out and "not stripped" not in out
+    size = os.path.getsize(AGENT)
+    if not stripped and have("strip"):
+        tmp = os.path.join(RESULTS, "secrets-agent.stripped")
+        subprocess.run(["strip", "-o", tmp, AGENT], check=True)
+        size = os.path.getsize(tmp)
+        os.remove(tmp)
+        stripped = True
+    layers = {os.path.basename(p): os.path.getsize(p) for p in sorted(glob.glob(os.path.join(ROOT, "layer", "*.zip")))}
+    return {"binary_bytes": size, "stripped": stripped, "arch": platform.machine(), "layers": layers}
+
+
+def have(cmd):
+    return subprocess.run(["sh", "-c", f"command -v {cmd}"], stdout=subprocess.DEVNULL).returncode == 0
+
+
+def create_secrets(moto_port):
+    import boto3  # in .venv with moto
+
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=f"http://127.0.0.1:{moto_port}",
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    names = [HOT] + [f"bench/storm-{n}" for n in STORMS] + [f"bench/many-{i:04d}" for i in range(MANY)]
+
+    def create(name):
+        client.create_secret(Name=name, SecretString=HOT_VALUE)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(create, names))
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def met(ok):
+    return "met" if ok else "**missed**"
+
+
+def us(v):
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+def render(r):
+    m = r["machine"]
+    L = []
+    L.append(f"Measured {r['date']} on {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}; "
+             f"load average {m['load_before']} before the run, {m['load_after']} after; "
+             f"command `make bench` ({r['duration_s']:.0f} s).")
+    L.append("")
+    L.append(f"**Cache hits vs the floor** (wrk 4.1, ≤ 2 threads, keep-alive, {REPS} × {RUN_S} s per cell, "
+             "agent and floor alternating, median):")
+    L.append("")
+    L.append("| connections | agent req/s | floor req/s | ratio (goal ≥ 0.95) | agent p50 | floor p50 | agent p99 | floor p99 | p99 ratio (goal ≤ 1.10) |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for h in r["hits"]:
+        ratio = h["agent_rps"] / h["floor_rps"]
+        p99r = h["agent_p99_us"] / h["floor_p99_us"]
+        L.append(f"| {h['connections']} | {h['agent_rps']:,.0f} | {h['floor_rps']:,.0f} | {ratio:.3f} {met(ratio >= GOAL_HIT_RATIO)} "
+                 f"| {us(h['agent_p50_us'])} | {us(h['floor_p50_us'])} | {us(h['agent_p99_us'])} | {us(h['floor_p99_us'])} "
+                 f"| {p99r:.2f} {met(p99r <= GOAL_P99_RATIO)} |")
+    L.append("")
+    L.append(f"**Cold-miss storm**: N concurrent first reads of one secret, {STORM_DELAY_MS} ms added to each "
+             "backend call by the proxy so that all N overlap; latency from request sent to answer read:")
+    L.append("")
+    L.append("| N | answered 200 | backend calls (GetSecretValue / all) | goal: 1 | X-Cache miss / hit | p50 | p99 | max |")
+    L.append("|---:|---:|---:|---|---:|---:|---:|---:|")
+    for s in r["storms"]:
+        L.append(f"| {s['n']} | {s['ok']} | {s['get_calls']} / {s['all_calls']} | {met(s['all_calls'] == 1)} "
+                 f"| {s['miss']} / {s['hit']} | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms | {s['max_ms']:.1f} ms |")
+    L.append("")
+    L.append(f"**Expiry under load**: wrk, {EXPIRY_CONNS} connections, {EXPIRY_RUN_S} s per run, "
+             f"{EXPIRY_DELAY_MS} ms added to each backend call:")
+    L.append("")
+    L.append("| run | req/s | p50 | p99 | p99.9 | max | reads that waited (miss / stale) | backend calls | goal: no spike |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    control = r["expiry"][0]
+    for e in r["expiry"]:
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(e["backend_calls"].items())) or "none"
+        d = e["metrics_delta"]
+        if e is control:
+            verdict = "(reference)"
+        else:
+            ok = (d["misses"] == 0 and e["max_us"] < EXPIRY_DELAY_MS * 1000
+                  and e["p99_us"] <= control["p99_us"] * GOAL_P99_RATIO)
+            verdict = met(ok) if "off" not in e["run"] else ("spike" if not ok else "no spike") + " (informative)"
+        L.append(f"| {e['run']} | {e['rps']:,.0f} | {us(e['p50_us'])} | {us(e['p99_us'])} | {us(e['p999_us'])} "
+                 f"| {us(e['max_us'])} | {d['misses']:.0f} / {d['stale']:.0f} | {calls} | {verdict} |")
+    L.append("")
+    L.append("Goal for the refresh-ahead row: no read waited for the backend (no miss), max below the "
+             f"injected {EXPIRY_DELAY_MS} ms, and p99 within 10 % of the no-expiry run.")
+    L.append("")
+    st, lam, mem, sz, hr = r["start"], r["lambda"], r["memory"], r["sizes"], r["hourly"]
+    L.append("**Start, memory, size, backend cost:**")
+    L.append("")
+    L.append("| measure | value | goal |")
+    L.append("|---|---:|---|")
+    sm = statistics.median(st)
+    L.append(f"| start to first `/ping` 200, container mode (median of {len(st)}; min / p90) "
+             f"| {sm:.2f} ms ({min(st):.2f} / {percentile(st, 90):.2f}) | ≤ 3 ms {met(sm <= GOAL_START_MS)} |")
+    L.append(f"| for scale: spawn and exit of `/bin/true` from the same harness | {statistics.median(r['spawn_baseline']):.2f} ms | |")
+    L.append(f"| start to `/register`, Lambda mode (median of {len(lam['register'])}) | {statistics.median(lam['register']):.2f} ms | |")
+    L.append(f"| start to first `event/next` (init done), Lambda mode | {statistics.median(lam['ready']):.2f} ms | |")
+    L.append(f"| SHUTDOWN to exit, Lambda mode | {statistics.median(lam['shutdown']):.2f} ms | |")
+    idle = mem["idle_kib"] / 1024
+    L.append(f"| idle RSS after serving one secret (anonymous {mem['idle_anon_kib'] / 1024:.1f} + "
+             f"file-backed {mem['idle_file_kib'] / 1024:.1f}) | {idle:.1f} MiB | ≤ 6 MiB {met(idle <= GOAL_IDLE_RSS_MIB)} |")
+    L.append(f"| RSS with {mem['entries']:.0f} cached secrets ({len(HOT_VALUE)}-byte values; peak {mem['peak_kib'] / 1024:.1f} MiB) "
+             f"| {mem['many_kib'] / 1024:.1f} MiB | |")
+    b = sz["binary_bytes"] / 2**20
+    L.append(f"| {'stripped ' if sz['stripped'] else ''}binary, {sz['arch']} | {b:.2f} MiB ({sz['binary_bytes']:,} bytes) "
+             f"| ≤ 8 MiB {met(b <= GOAL_BINARY_MIB) if sz['arch'] == 'x86_64' else '(x86_64 only)'} |")
+    if sz["layers"]:
+        for name, size in sz["layers"].items():
+            L.append(f"| layer `{name}` | {size / 2**20:.2f} MiB ({size:,} bytes) | |")
+    else:
+        L.append("| layer zips | not built (`make layer` builds them) | |")
+    calls = ", ".join(f"{k} {v}" for k, v in sorted(hr["counts"].items())) or "none"
+    L.append(f"| backend calls per hour per hot secret at TTL 300 s, refresh-ahead 0.8 "
+             f"(scaled from {hr['run_s']} s of reads at TTL {hr['ttl_s']} s: {calls}) "
+             f"| {hr['total_per_hour_at_300s']:.1f} | |")
+    L.append("")
+    return "\n".join(L)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    os.makedirs(LOGS, exist_ok=True)
+    for old in glob.glob(os.path.join(LOGS, "*.log")):
+        os.remove(old)
+    floor_bin = cargo_build()
+    t_start = time.monotonic()
+    load_before = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    children = Children()
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "kernel": platform.release(),
+            "load_before": load_before,
+        },
+    }
+    print(f"cores: {os.cpu_count()} ({cpu_model()}); load average: {load_before}", file=sys.stderr)
+    try:
+        moto = children.start([PY, "tests/support/moto_server.py"], "moto.log",
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        moto_port = read_port(moto, "moto")
+        proxy_proc = children.start([PY, os.path.abspath(__file__), "proxy", str(moto_port)], "proxy.log",
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proxy = Proxy(read_port(proxy_proc, "proxy"))
+        print(f"creating {MANY + 1 + len(STORMS)} secrets in moto", file=sys.stderr)
+        create_secrets(moto_port)
+
+        agent = Agent(children, proxy.port, "main")
+        _, body = agent.secret(HOT)
+        body_file = os.path.join(RESULTS, "floor-body.json")
+        with open(body_file, "wb") as f:
+            f.write(body)
+        floor = children.start([floor_bin, "127.0.0.1:0", body_file], "floor.log",
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        floor_port = read_port(floor, "floor")
+
+        print("cache hits: agent vs floor", file=sys.stderr)
+        report["hits"], report["hit_samples"] = measure_hits(agent, floor_port)
+        children.stop(floor)
+        print("cold-miss storms", file=sys.stderr)
+        report["storms"] = measure_storms(agent, proxy)
+        print("expiry under load", file=sys.stderr)
+        report["expiry"], short = measure_expiry(children, proxy, agent)
+        children.stop(agent.proc)
+        print("backend calls per hour", file=sys.stderr)
+        report["hourly"] = measure_hourly(short, proxy)
+        children.stop(short.proc)
+        print("start-up", file=sys.stderr)
+        report["start"] = measure_start(children, proxy.port)
+        report["spawn_baseline"] = measure_spawn_baseline()
+        reg, ready, stop = measure_lambda_start(children, proxy.port)
+        report["lambda"] = {"register": reg, "ready": ready, "shutdown": stop}
+        print("memory", file=sys.stderr)
+        report["memory"] = measure_memory(children, proxy.port, moto_port)
+        report["sizes"] = sizes()
+    finally:
+        children.stop_all()
+    report["machine"]["load_after"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    report["duration_s"] = time.monotonic() - t_start
+    table = render(report)
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(table)
+    print(f"written to {os.path.relpath(RESULTS, ROOT)}/latest.md and latest.json", file=sys.stderr)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def on_signal(signum, _frame):
+    # Turn SIGTERM/SIGHUP into an exception so the `finally` that stops the children runs.
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "proxy":
+        proxy_main(int(sys.argv[2]))
+    else:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+        main()
