@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Checks a layer zip: exactly one entry, `extensions/secrets-agent`, a regular file with mode
+# 0755, a stripped ELF executable whose `file` description names the expected architecture, and
+# no glibc symbol newer than Amazon Linux 2's (2.26).
+#
+#   layer/check.sh layer/secrets-agent-x86_64.zip x86-64
+#   layer/check.sh layer/secrets-agent-arm64.zip 'ARM aarch64'
+set -euo pipefail
+
+zip_path=${1:?usage: layer/check.sh ZIP ARCH}
+arch=${2:?usage: layer/check.sh ZIP ARCH}
+fail() { echo "layer-test: $zip_path: $*" >&2; exit 1; }
+
+[ -f "$zip_path" ] || fail "missing (run make layer)"
+
+python3 - "$zip_path" <<'PY' || fail "bad layout"
+import stat, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    infos = z.infolist()
+    names = [i.filename for i in infos]
+    if names != ["extensions/secrets-agent"]:
+        sys.exit(f"entries are {names}, want exactly ['extensions/secrets-agent']")
+    mode = infos[0].external_attr >> 16
+    if not stat.S_ISREG(mode):
+        sys.exit(f"extensions/secrets-agent is not a regular file (mode {oct(mode)})")
+    if stat.S_IMODE(mode) != 0o755:
+        sys.exit(f"extensions/secrets-agent has mode {oct(stat.S_IMODE(mode))}, want 0o755")
+PY
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+unzip -q "$zip_path" -d "$tmp"
+bin="$tmp/extensions/secrets-agent"
+[ -x "$bin" ] || fail "extensions/secrets-agent is not executable once unzipped"
+desc=$(file -b "$bin")
+case "$desc" in
+  *"ELF 64-bit LSB"*"$arch"*) ;;
+  *) fail "file says '$desc', want an ELF 64-bit $arch executable" ;;
+esac
+case "$desc" in
+  *"not stripped"*) fail "not stripped: $desc" ;;
+esac
+max_glibc=2.26
+if command -v readelf >/dev/null; then
+  newest=$(readelf -W -V "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+  if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$max_glibc" | sort -V | tail -n1)" != "$max_glibc" ]; then
+    fail "needs glibc $newest, newer than $max_glibc (Amazon Linux 2)"
+  fi
+  desc="$desc; newest glibc symbol: ${newest:-none}"
+fi
+echo "ok: $zip_path: extensions/secrets-agent, 0755, $(stat -c %s "$bin") bytes; $desc"
