@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test venv deps clean
+.PHONY: all build run test lint unit-test deploy-test layer-check venv deps clean
 
 all: build
 
@@ -47,7 +47,10 @@ unit-test: venv
 deploy-test: venv
 	$(PY) -m pytest tests/deploy -q
 
-test: venv lint unit-test deploy-test
+# The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
+test: venv lint unit-test deploy-test layer-check
+
+layer-check: layer layer-test
 
 clean:
 	cargo clean

@@ -501,6 +501,7 @@ impl<B: Backend> Cache<B> {
             .collect();
         for key in &due {
             if let Some(slot) = st.map.get_mut(key) {
+                self.inner.metrics.count_refresh_ahead();
                 self.start_fetch(slot, key, true);
             }
         }
