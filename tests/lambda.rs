@@ -723,7 +723,7 @@ async fn a_missing_token_is_reported_with_init_error() {
 /// prefetch). Run it on a release build:
 /// `SECRETS_AGENT_BIN=/work/target-layer/release/secrets-agent cargo test --test lambda -- --ignored --nocapture init_overhead`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check; see README.md, "Init overhead""]
+#[ignore = "a measurement, not a check; see the README's Init overhead section"]
 async fn init_overhead() {
     const RUNS: usize = 20;
     let epoch_ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e3;
