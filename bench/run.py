@@ -40,6 +40,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+
 def _cpu_range(first, last):
     return str(first) if first == last else f"{first}-{last}"
 
@@ -71,7 +72,6 @@ RUN_S = 1 if QUICK else 4
 # wrk on the lower half of the cores, the server under test on the upper half: where the
 # scheduler puts the two otherwise changes req/s at 1 connection threefold from run to run.
 CORES = os.cpu_count() or 1
-
 WRK_CPUS = _cpu_range(0, CORES // 2 - 1) if CORES >= 2 else None
 SERVER_CPUS = _cpu_range(CORES // 2, CORES - 1) if CORES >= 2 else None
 ALL_CPUS = f"0-{CORES - 1}"
