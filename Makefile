@@ -42,7 +42,7 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 unit-test: venv
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 
 deploy-test: venv
 	$(PY) -m pytest tests/deploy -q
