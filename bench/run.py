@@ -419,11 +419,29 @@ def percentile(values, p):
 # Fake Lambda Extensions API, for start-to-ready in Lambda mode
 
 
+class ExtensionRun:
+    """What the fake Extensions API saw of one start of the agent in Lambda mode."""
+
+    def __init__(self, generation):
+        self.extension_id = f"bench-extension-{generation}"
+        self.registered_at = None
+        self.next_at = None
+        self.name = None
+        self.errors = []
+        self.ready = threading.Event()  # the first event/next arrived: init is done
+        self.stop = threading.Event()  # send SHUTDOWN now
+        self.lock = threading.Lock()
+        self.shutdown_sent = False
+
+
 class ExtensionsApi:
-    """Answers /register and event/next like Lambda; SHUTDOWN is sent when `shutdown()` is called."""
+    """Answers /register and event/next like Lambda. Each start of the agent gets a fresh
+    `ExtensionRun` (`reset`); a handler works on the run it started in, so a late call from an
+    extension that has already exited cannot touch the next run."""
 
     def __init__(self):
         api = self
+        self.generation = 0
         self.reset()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -446,30 +464,39 @@ class ExtensionsApi:
                     pass  # the extension exited after SHUTDOWN, as it should
 
             def do_POST(self):
+                run = api.run
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.path.endswith("/extension/register"):
-                    api.registered_at = time.perf_counter()
-                    api.name = self.headers.get("Lambda-Extension-Name")
+                    run.registered_at = time.perf_counter()
+                    run.name = self.headers.get("Lambda-Extension-Name")
                     self._send(
                         200,
                         {"functionName": "bench", "functionVersion": "$LATEST", "handler": "x"},
-                        [("Lambda-Extension-Identifier", "bench-extension-id")],
+                        [("Lambda-Extension-Identifier", run.extension_id)],
                     )
                 else:  # init/error, exit/error
-                    api.errors.append(self.path)
+                    run.errors.append(self.path)
                     self._send(202, {"status": "OK"})
 
             def do_GET(self):
+                run = api.run
                 if not self.path.endswith("/extension/event/next"):
                     return self._send(404, {"errorMessage": "no such route"})
-                if api.next_at is None:
-                    api.next_at = time.perf_counter()
-                    api.ready.set()
-                if not api.stop.wait(10) or api.shutdown_sent:
+                if self.headers.get("Lambda-Extension-Identifier") != run.extension_id:
+                    # A late call from the previous run's extension, which has exited.
+                    return self._send(403, {"errorMessage": "unknown extension id"})
+                with run.lock:
+                    if run.next_at is None:
+                        run.next_at = time.perf_counter()
+                        run.ready.set()
+                stopped = run.stop.wait(10)
+                with run.lock:
+                    send = stopped and not run.shutdown_sent
+                    run.shutdown_sent = run.shutdown_sent or send
+                if not send:
                     # After SHUTDOWN the extension asks again; it exits meanwhile.
                     time.sleep(5)
                     return self._send(500, {"errorMessage": "no more events"})
-                api.shutdown_sent = True
                 deadline_ms = int(time.time() * 1000) + 2000
                 self._send(
                     200,
@@ -482,16 +509,12 @@ class ExtensionsApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def reset(self):
-        self.registered_at = None
-        self.next_at = None
-        self.name = None
-        self.errors = []
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-        self.shutdown_sent = False
+        self.generation += 1
+        self.run = ExtensionRun(self.generation)
+        return self.run
 
     def close(self):
-        self.stop.set()
+        self.run.stop.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -710,19 +733,19 @@ def measure_lambda_start(children, proxy_port):
     reg, ready, stop = [], [], []
     try:
         for i in range(START_RUNS):
-            api.reset()
+            run = api.reset()
             env = agent_env(proxy_port, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.port}")
             # Lambda mode takes its port from the configuration; each run gets a fresh one.
             env["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(free_port())
             t0 = time.perf_counter()
             proc = children.start([AGENT], "agent-lambda.log", env=env, fast=True)
-            if not api.ready.wait(10):
+            if not run.ready.wait(10):
                 children.stop(proc)
-                raise RuntimeError(f"lambda run {i}: no event/next (errors: {api.errors}); see {LOGS}/agent-lambda.log")
-            reg.append((api.registered_at - t0) * 1000)
-            ready.append((api.next_at - t0) * 1000)
+                raise RuntimeError(f"lambda run {i}: no event/next (errors: {run.errors}); see {LOGS}/agent-lambda.log")
+            reg.append((run.registered_at - t0) * 1000)
+            ready.append((run.next_at - t0) * 1000)
             t2 = time.perf_counter()
-            api.stop.set()
+            run.stop.set()
             try:
                 code = proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -731,8 +754,8 @@ def measure_lambda_start(children, proxy_port):
             children.stop(proc)
             if code != 0:
                 raise RuntimeError(f"lambda run {i}: exit code {code} after SHUTDOWN")
-            if api.name != "secrets-agent":
-                raise RuntimeError(f"lambda run {i}: registered as {api.name!r}")
+            if run.name != "secrets-agent":
+                raise RuntimeError(f"lambda run {i}: registered as {run.name!r}")
     finally:
         api.close()
     return reg, ready, stop
