@@ -4,8 +4,9 @@
 //! `X-Cache: hit`, `Age`, the body read from a file), and does nothing else: no routing, no
 //! token check, no cache, no header read timeout. The agent's hit path is judged against it.
 //!
-//! Usage: `floor ADDR:PORT BODY_FILE`. Prints `PORT <n>` once bound and exits when its standard
-//! input closes, so the benchmark that started it cannot leave it running.
+//! Usage: `floor ADDR:PORT BODY_FILE` (bench/run.py starts it; under `cargo bench` it only says
+//! so and exits). Prints `PORT <n>` once bound and exits when its standard input closes, so the
+//! benchmark that started it cannot leave it running.
 //!
 //! The runtime is the agent's (multi-threaded, one worker per core) and sockets get
 //! `TCP_NODELAY` as the agent's do, and it uses the same allocator, so the two differ only in
@@ -32,6 +33,11 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--bench") {
+        // `cargo bench` runs every bench target; this one is a server that `make bench` drives.
+        println!("floor: a server for `make bench` to measure against; run `make bench`");
+        return ExitCode::SUCCESS;
+    }
     let [listen, body_file] = args.as_slice() else {
         eprintln!("usage: floor ADDR:PORT BODY_FILE");
         return ExitCode::from(64);
