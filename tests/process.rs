@@ -13,14 +13,6 @@ use http::StatusCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary with a clean environment pointing at `endpoint`.
 fn command(endpoint: &str) -> Command {
     let mut c = Command::new(BIN);

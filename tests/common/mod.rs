@@ -103,6 +103,15 @@ pub async fn ssm_client() -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::new(&sdk_config(moto_url()).await)
 }
 
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
