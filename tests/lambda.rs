@@ -27,12 +27,10 @@ use common::{free_port, Fault, Proxy, TOKEN};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use lambda_simulator::{EventType, ShutdownReason, Simulator};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const REGISTER: &str = "/2020-01-01/extension/register";
@@ -81,35 +79,19 @@ struct Relay {
 
 impl Relay {
     async fn start(upstream: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
         let (register_open, _) = watch::channel(true);
-        let relay = Relay {
-            addr,
-            seen,
+        // `forward` does not use `addr`: the handler's copy is made before the bind.
+        let mut relay = Relay {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seen: Arc::new(Mutex::new(Vec::new())),
             register_open,
         };
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let r = relay.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let r = r.clone();
-                let client = client.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        r.clone().forward(req, client.clone(), upstream)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        relay.addr =
+            common::serve_on_loopback(move |req| r.clone().forward(req, client.clone(), upstream))
+                .await;
         relay
     }
 

@@ -183,29 +183,13 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start() -> Proxy {
         let upstream = moto_url().to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(ProxyState::default()));
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let st = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                let client = client.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        forward(req, st.clone(), client.clone(), upstream.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_on_loopback(move |req| {
+            forward(req, st.clone(), client.clone(), upstream.clone())
+        })
+        .await;
         Proxy {
             url: format!("http://{addr}"),
             state,
@@ -296,6 +280,32 @@ async fn forward(
         .map_err(std::io::Error::other)?
         .to_bytes();
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Serves `handler` over HTTP/1 on 127.0.0.1:0 until the test process ends; returns the address.
+pub async fn serve_on_loopback<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, std::io::Error>>
+        + Send
+        + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 // ---------------------------------------------------------------------------------------------
