@@ -249,7 +249,17 @@ impl<B: Backend> Cache<B> {
         let mut st = self.state();
         st.tick += 1;
         let tick = st.tick;
-        let slot = st.map.entry(key.clone()).or_default();
+        // A hit must not clone the key (an allocation per read): insert only when missing.
+        if !st.map.contains_key(key) {
+            st.map.insert(key.clone(), Slot::default());
+        }
+        let Some(slot) = st.map.get_mut(key) else {
+            // Cannot happen: inserted just above, under the same lock.
+            return Plan::Done(Err(Error::Unreachable {
+                operation: "cache",
+                detail: "entry missing right after insert".into(),
+            }));
+        };
         slot.used = tick;
         if refresh_now {
             return Plan::Wait(self.start_fetch(slot, key, false));
@@ -506,15 +516,6 @@ impl<B: Backend> Cache<B> {
             }
         }
         due.len()
-    }
-
-    /// Number of entries (with a value, in flight or remembered as not found).
-    pub fn len(&self) -> usize {
-        self.state().map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Age of the oldest cached value.
