@@ -15,7 +15,7 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
@@ -111,8 +111,12 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Secrets Manager and SSM through the AWS SDK.
 pub struct AwsBackend {
-    secrets: aws_sdk_secretsmanager::Client,
-    ssm: aws_sdk_ssm::Client,
+    /// Built once. From the environment that happens in the background after the port is
+    /// bound, so `/ping` answers before the SDK is ready; a read waits for it (under its timeout).
+    clients: Arc<OnceCell<Clients>>,
+    /// `region` from the configuration; wins over the environment.
+    region: Option<String>,
+    validate_credentials: bool,
     /// Caps concurrent AWS calls (the extension's MAX_CONNECTIONS).
     permits: Semaphore,
     secrets_timeout: Duration,
@@ -120,15 +124,13 @@ pub struct AwsBackend {
     metrics: Arc<Metrics>,
 }
 
-/// BatchGetSecretValue takes at most 20 ids.
-const BATCH_SIZE: usize = 20;
+struct Clients {
+    secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+}
 
-impl AwsBackend {
-    pub fn new(
-        sdk: &aws_config::SdkConfig,
-        config: &crate::config::Config,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+impl Clients {
+    fn new(sdk: &aws_config::SdkConfig) -> Self {
         // Retries: one quick retry in the SDK; longer waits belong to the cache's backoff so a
         // failing AWS is not hammered once per request.
         let retry = aws_config::retry::RetryConfig::standard()
@@ -140,14 +142,114 @@ impl AwsBackend {
         let ssm_conf = aws_sdk_ssm::config::Builder::from(sdk)
             .retry_config(retry)
             .build();
-        AwsBackend {
+        Clients {
             secrets: aws_sdk_secretsmanager::Client::from_conf(sm_conf),
             ssm: aws_sdk_ssm::Client::from_conf(ssm_conf),
+        }
+    }
+
+    /// Region, credentials and endpoint from the standard chain.
+    async fn from_environment(region: Option<String>, validate_credentials: bool) -> Self {
+        let started = std::time::Instant::now();
+        let sdk = load_sdk_config(region).await;
+        if validate_credentials {
+            check_credentials(&sdk);
+        }
+        let clients = Clients::new(&sdk);
+        tracing::debug!(
+            millis = started.elapsed().as_millis() as u64,
+            "AWS clients ready"
+        );
+        clients
+    }
+}
+
+/// The HTTPS client every AWS call goes through: rustls with ring (smaller than aws-lc, and
+/// the agent needs no FIPS or post-quantum key exchange on a loopback-to-AWS hop).
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// Region, credentials and endpoint from the standard chain (`region`, when given, wins).
+pub async fn load_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    loader.load().await
+}
+
+/// Resolves credentials once in the background and says clearly when there are none, so a
+/// missing role shows up at start rather than on the first read. Never blocks serving.
+fn check_credentials(sdk: &aws_config::SdkConfig) {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        tracing::warn!("no AWS credentials provider is configured; reads will fail");
+        return;
+    };
+    tokio::spawn(async move {
+        match provider.provide_credentials().await {
+            Ok(_) => tracing::debug!("AWS credentials resolved"),
+            Err(e) => tracing::warn!(
+                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
+                "no AWS credentials could be resolved; reads will fail until they can \
+                 (give the task or function a role, or set validate_credentials = false)"
+            ),
+        }
+    });
+}
+
+/// BatchGetSecretValue takes at most 20 ids.
+const BATCH_SIZE: usize = 20;
+
+impl AwsBackend {
+    /// Over a given SDK configuration (tests point it at moto).
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        config: &crate::config::Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let backend = Self::from_environment(config, metrics);
+        let _ = backend.clients.set(Clients::new(sdk));
+        backend
+    }
+
+    /// Over the standard AWS chain, loaded by [`AwsBackend::warm_up`] or the first read.
+    pub fn from_environment(config: &crate::config::Config, metrics: Arc<Metrics>) -> Self {
+        AwsBackend {
+            clients: Arc::new(OnceCell::new()),
+            region: config.region.clone(),
+            validate_credentials: config.validate_credentials,
             permits: Semaphore::new(config.max_backend_calls),
             secrets_timeout: config.secrets_timeout,
             parameters_timeout: config.parameters_timeout,
             metrics,
         }
+    }
+
+    /// Starts building the SDK clients in the background (needs a Tokio runtime).
+    pub fn warm_up(&self) {
+        let clients = self.clients.clone();
+        let (region, validate) = (self.region.clone(), self.validate_credentials);
+        tokio::spawn(async move {
+            clients
+                .get_or_init(|| Clients::from_environment(region, validate))
+                .await;
+        });
+    }
+
+    async fn clients(&self) -> &Clients {
+        self.clients
+            .get_or_init(|| {
+                Clients::from_environment(self.region.clone(), self.validate_credentials)
+            })
+            .await
     }
 
     /// Runs one AWS call under the concurrency cap and the timeout (waiting for a permit counts).
@@ -189,7 +291,9 @@ impl AwsBackend {
         const OP: &str = "GetSecretValue";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.secrets
+                self.clients()
+                    .await
+                    .secrets
                     .get_secret_value()
                     .secret_id(&key.id)
                     .set_version_id(key.version.clone())
@@ -215,7 +319,9 @@ impl AwsBackend {
         const OP: &str = "DescribeSecret";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.secrets
+                self.clients()
+                    .await
+                    .secrets
                     .describe_secret()
                     .secret_id(&key.id)
                     .send()
@@ -246,7 +352,9 @@ impl AwsBackend {
         };
         let out = self
             .call(OP, self.parameters_timeout, async {
-                self.ssm
+                self.clients()
+                    .await
+                    .ssm
                     .get_parameter()
                     .name(name)
                     .with_decryption(key.decrypt)
@@ -286,7 +394,9 @@ impl AwsBackend {
         const OP: &str = "BatchGetSecretValue";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.secrets
+                self.clients()
+                    .await
+                    .secrets
                     .batch_get_secret_value()
                     .set_secret_id_list(Some(ids.to_vec()))
                     .send()

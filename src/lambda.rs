@@ -35,7 +35,7 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
         Ok(c) => c,
         Err(e) => return report_init_error(&StartError::Config(e)).await,
     };
-    let started = match start(&config, &env, None).await {
+    let started = match start(&config, &env).await {
         Ok(s) => s,
         Err(e) => return report_init_error(&e).await,
     };

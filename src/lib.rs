@@ -68,13 +68,10 @@ pub struct Started {
     pub app: Arc<App<AwsBackend>>,
 }
 
-/// Resolves the token, binds the port, builds the AWS clients and the cache, and starts the
-/// prefetch. The port is bound before anything that may be slow (AWS configuration).
-pub async fn start(
-    config: &Config,
-    env: &Env,
-    sdk: Option<aws_config::SdkConfig>,
-) -> Result<Started, StartError> {
+/// Resolves the token, binds the port and builds the cache; the AWS SDK is set up in the
+/// background (a read waits for it), so the agent answers `/ping` as soon as it serves.
+/// Starts the prefetch.
+pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
     let (token, source) = Token::resolve(config, env)?;
     let listener = Listener::bind(&config.listen)
         .await
@@ -99,44 +96,21 @@ pub async fn start(
             tracing::info!(file = %path, "SSRF token generated and written (mode 0444)")
         }
     }
-    let sdk = match sdk {
-        Some(s) => s,
-        None => load_aws_config(config).await,
-    };
-    let app = build_app(config, &sdk, token, Arc::new(SystemClock));
+    let metrics = Arc::new(Metrics::default());
+    let backend = AwsBackend::from_environment(config, metrics.clone());
+    backend.warm_up();
+    let app = assemble(config, backend, metrics, token, Arc::new(SystemClock));
     app.cache.prefetch(
         config.prefetch_secrets.clone(),
         config.prefetch_parameters.clone(),
         config.prefetch_jitter,
     );
-    if config.validate_credentials {
-        check_credentials(&sdk);
-    }
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
 }
 
-/// Resolves credentials once in the background and says clearly when there are none, so a
-/// missing role shows up at start rather than on the first read. Never blocks serving.
-fn check_credentials(sdk: &aws_config::SdkConfig) {
-    use aws_credential_types::provider::ProvideCredentials;
-    let Some(provider) = sdk.credentials_provider() else {
-        tracing::warn!("no AWS credentials provider is configured; reads will fail");
-        return;
-    };
-    tokio::spawn(async move {
-        match provider.provide_credentials().await {
-            Ok(_) => tracing::debug!("AWS credentials resolved"),
-            Err(e) => tracing::warn!(
-                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
-                "no AWS credentials could be resolved; reads will fail until they can \
-                 (give the task or function a role, or set validate_credentials = false)"
-            ),
-        }
-    });
-}
-
-/// The app over the AWS backend, with a given clock (tests pass a manual one).
+/// The app over the AWS backend with a given SDK configuration and clock (tests pass moto's
+/// endpoint and a manual clock).
 pub fn build_app(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -145,15 +119,16 @@ pub fn build_app(
 ) -> Arc<App<AwsBackend>> {
     let metrics = Arc::new(Metrics::default());
     let backend = AwsBackend::new(sdk, config, metrics.clone());
-    let cache = Cache::new(backend, Settings::from_config(config), clock, metrics);
-    Arc::new(App::new(config, cache, token))
+    assemble(config, backend, metrics, token, clock)
 }
 
-/// Region, credentials and endpoint from the standard chain; `region` in the config wins.
-pub async fn load_aws_config(config: &Config) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &config.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    loader.load().await
+fn assemble(
+    config: &Config,
+    backend: AwsBackend,
+    metrics: Arc<Metrics>,
+    token: Token,
+    clock: Arc<dyn Clock>,
+) -> Arc<App<AwsBackend>> {
+    let cache = Cache::new(backend, Settings::from_config(config), clock, metrics);
+    Arc::new(App::new(config, cache, token))
 }

@@ -10,7 +10,7 @@ use crate::{server, shutdown, start, StartError};
 
 /// Runs until a signal, then drains.
 pub async fn run(config: Config, env: Env) -> Result<(), StartError> {
-    let started = start(&config, &env, None).await?;
+    let started = start(&config, &env).await?;
     let app = started.app.clone();
     server::serve(started.listener, started.app, shutdown::signal()).await;
     app.cache.shutdown();

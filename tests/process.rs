@@ -336,3 +336,44 @@ fn listening_beyond_loopback_is_said_loudly() {
         .unwrap()
         .contains("LISTENING BEYOND LOOPBACK"));
 }
+
+/// The AWS SDK is set up after the agent serves: with region discovery stuck on an instance
+/// metadata endpoint that never answers, `/ping` is answered before the SDK is ready.
+#[tokio::test]
+async fn ping_answers_while_the_aws_setup_is_still_waiting() {
+    use std::net::{TcpListener, TcpStream};
+    let imds = TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds_url = format!("http://{}", imds.local_addr().unwrap());
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for stream in imds.incoming().map_while(Result::ok) {
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env_remove("AWS_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_url)
+        .env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    // The SDK is asking the metadata endpoint for the region.
+    while held.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let r = get(&format!("http://127.0.0.1:{port}/ping"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"healthy");
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        !log.contains("AWS clients ready"),
+        "/ping was answered only after the SDK was set up:\n{log}"
+    );
+    // Once the SDK gives up on the metadata endpoint, it is ready (without a region).
+    agent.wait_for_log("AWS clients ready");
+}
