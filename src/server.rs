@@ -15,6 +15,7 @@
 //! unreachable → 502, timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`.
 //! Every error body is `{"__type": ..., "message": ...}` with `Content-Type: application/json`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ impl<B: Backend> App<B> {
                     )));
                 }
                 query.only(&["versionId", "versionStage", "refreshNow"])?;
-                self.secret(id, query).await
+                self.secret(id.into_owned(), query).await
             }
             _ => Err(Error::RouteNotFound(format!(
                 "no route {path}; use /secretsmanager/get, {}<secret id>, \
@@ -172,7 +173,7 @@ impl<B: Backend> App<B> {
     }
 
     /// A secret read; the caller has checked which query parameters its route allows.
-    async fn secret(&self, id: String, query: Query) -> Result<Response<Body>, Error> {
+    async fn secret(&self, id: String, query: Query<'_>) -> Result<Response<Body>, Error> {
         let key = Key::secret(
             id,
             query.optional("versionId")?,
@@ -183,7 +184,7 @@ impl<B: Backend> App<B> {
         Ok(answer_response(answer))
     }
 
-    async fn parameter(&self, query: Query) -> Result<Response<Body>, Error> {
+    async fn parameter(&self, query: Query<'_>) -> Result<Response<Body>, Error> {
         query.only(&["name", "version", "label", "withDecryption"])?;
         let name = query.required("name")?;
         let version = query.optional("version")?;
@@ -209,14 +210,15 @@ impl<B: Backend> App<B> {
     }
 }
 
-/// The query string, decoded, with each name at most once.
+/// The query string, decoded, with each name at most once. Borrows from the request where
+/// nothing needed decoding (the usual case), so a cache hit copies only the id it looks up.
 #[derive(Debug)]
-pub struct Query(Vec<(String, String)>);
+pub struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Query {
+impl<'a> Query<'a> {
     /// Splits and percent-decodes a raw query string; refuses repeated names and bad UTF-8.
-    pub fn parse(raw: &str) -> Result<Query, Error> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
+    pub fn parse(raw: &'a str) -> Result<Query<'a>, Error> {
+        let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let k = decode("query parameter name", k)?;
@@ -233,7 +235,7 @@ impl Query {
 
     /// Refuses any parameter not in `allowed`.
     fn only(&self, allowed: &[&str]) -> Result<(), Error> {
-        if let Some((k, _)) = self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        if let Some((k, _)) = self.0.iter().find(|(k, _)| !allowed.contains(&k.as_ref())) {
             let hint = if k == "roleArn" {
                 " (secrets-agent does not assume roles)".to_string()
             } else if allowed.is_empty() {
@@ -254,7 +256,7 @@ impl Query {
             Some((_, v)) if v.is_empty() => Err(Error::bad_request(format!(
                 "query parameter {name} is empty; give a value or leave it out"
             ))),
-            Some((_, v)) => Ok(Some(v.clone())),
+            Some((_, v)) => Ok(Some(v.to_string())),
         }
     }
 
@@ -277,10 +279,9 @@ impl Query {
 
 /// Percent-decodes a path or query part. `+` stays `+`: it is a valid character in secret
 /// names, and no secret or parameter name may contain a space.
-fn decode(what: &str, raw: &str) -> Result<String, Error> {
+fn decode<'a>(what: &str, raw: &'a str) -> Result<Cow<'a, str>, Error> {
     percent_decode_str(raw)
         .decode_utf8()
-        .map(|s| s.into_owned())
         .map_err(|_| Error::bad_request(format!("{what} is not valid percent-encoded UTF-8")))
 }
 
