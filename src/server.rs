@@ -44,6 +44,10 @@ use crate::token::Token;
 
 pub type Body = Full<Bytes>;
 
+// Header names built once, not parsed from a string on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 /// Largest request head (request line and headers) we read.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// An idle keep-alive connection is closed after this long. Longer than the usual client pool
@@ -95,7 +99,7 @@ impl<B: Backend> App<B> {
     }
 
     async fn route<T>(&self, req: &Request<T>) -> Result<Response<Body>, Error> {
-        if req.headers().contains_key("x-forwarded-for") {
+        if req.headers().contains_key(X_FORWARDED_FOR) {
             return Err(Error::BadRequest {
                 code: "InvalidRequestException",
                 message: "X-Forwarded-For header is not allowed: the agent only serves \
@@ -305,7 +309,7 @@ pub fn error_response(e: &Error) -> Response<Body> {
 fn answer_response(a: Answer) -> Response<Body> {
     let mut resp = response(StatusCode::OK, "application/json", a.body);
     let h = resp.headers_mut();
-    h.insert("x-cache", HeaderValue::from_static(a.status.as_str()));
+    h.insert(X_CACHE, HeaderValue::from_static(a.status.as_str()));
     h.insert(AGE, HeaderValue::from(a.age.as_secs()));
     resp
 }
