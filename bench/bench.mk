@@ -15,3 +15,14 @@ bench-deps:
 
 bench: venv bench-deps
 	$(PY) bench/run.py
+
+# Instructions per cache hit of the agent and the floor under callgrind (bench/instructions.py):
+# deterministic, so it shows hit-path changes that the req/s figures cannot tell from noise.
+# Takes the binaries `make bench` built; about 2 minutes.
+.PHONY: bench-instructions
+bench-instructions: venv
+	@command -v valgrind >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq valgrind || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind; }; \
+	}
+	$(PY) bench/instructions.py
