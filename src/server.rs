@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -284,6 +284,10 @@ impl<'a> Query<'a> {
 /// Percent-decodes a path or query part. `+` stays `+`: it is a valid character in secret
 /// names, and no secret or parameter name may contain a space.
 fn decode<'a>(what: &str, raw: &'a str) -> Result<Cow<'a, str>, Error> {
+    if !raw.contains('%') {
+        // Nothing to decode, and `raw` is already UTF-8.
+        return Ok(Cow::Borrowed(raw));
+    }
     percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| Error::bad_request(format!("{what} is not valid percent-encoded UTF-8")))
@@ -310,8 +314,25 @@ fn answer_response(a: Answer) -> Response<Body> {
     let mut resp = response(StatusCode::OK, "application/json", a.body);
     let h = resp.headers_mut();
     h.insert(X_CACHE, HeaderValue::from_static(a.status.as_str()));
-    h.insert(AGE, HeaderValue::from(a.age.as_secs()));
+    h.insert(AGE, age_header(a.age.as_secs()));
     resp
+}
+
+/// `Age` values below this many seconds are formatted once; a hit then copies a pointer.
+const PREFORMATTED_AGES: u64 = 1000;
+
+fn age_header(secs: u64) -> HeaderValue {
+    // "0123456789101112...999": where a number starts follows from how many digits it has.
+    static AGES: LazyLock<String> =
+        LazyLock::new(|| (0..PREFORMATTED_AGES).map(|n| n.to_string()).collect());
+    let (at, len) = match secs {
+        0..=9 => (secs, 1),
+        10..=99 => (10 + (secs - 10) * 2, 2),
+        100..=999 => (10 + 90 * 2 + (secs - 100) * 3, 3),
+        _ => return HeaderValue::from(secs),
+    };
+    let (at, len) = (at as usize, len as usize);
+    HeaderValue::from_static(&AGES[at..at + len])
 }
 
 /// Serves connections until `shutdown` resolves, then drains in-flight requests for at most
@@ -413,6 +434,15 @@ fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_header_is_the_number_of_seconds() {
+        for secs in [
+            0, 1, 9, 10, 11, 57, 99, 100, 101, 300, 998, 999, 1000, 86_400,
+        ] {
+            assert_eq!(age_header(secs).to_str().unwrap(), secs.to_string());
+        }
+    }
 
     #[test]
     fn query_parsing_rules() {
