@@ -113,10 +113,7 @@ pub trait Backend: Send + Sync + 'static {
 pub struct AwsBackend {
     /// Built once. From the environment that happens in the background after the port is
     /// bound, so `/ping` answers before the SDK is ready; a read waits for it (under its timeout).
-    clients: Arc<OnceCell<Clients>>,
-    /// `region` from the configuration; wins over the environment.
-    region: Option<String>,
-    validate_credentials: bool,
+    clients: Arc<LazyClients>,
     /// Caps concurrent AWS calls (the extension's MAX_CONNECTIONS).
     permits: Semaphore,
     secrets_timeout: Duration,
@@ -127,6 +124,25 @@ pub struct AwsBackend {
 struct Clients {
     secrets: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
+}
+
+/// The clients, and what building them from the environment needs.
+struct LazyClients {
+    cell: OnceCell<Clients>,
+    /// `region` from the configuration; wins over the environment.
+    region: Option<String>,
+    validate_credentials: bool,
+}
+
+impl LazyClients {
+    /// The clients; the first caller builds them, later ones wait for that.
+    async fn get(&self) -> &Clients {
+        self.cell
+            .get_or_init(|| {
+                Clients::from_environment(self.region.clone(), self.validate_credentials)
+            })
+            .await
+    }
 }
 
 impl Clients {
@@ -176,7 +192,7 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
 }
 
 /// Region, credentials and endpoint from the standard chain (`region`, when given, wins).
-pub async fn load_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+async fn load_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
     let mut loader =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
     if let Some(region) = region {
@@ -215,17 +231,25 @@ impl AwsBackend {
         config: &crate::config::Config,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let backend = Self::from_environment(config, metrics);
-        let _ = backend.clients.set(Clients::new(sdk));
-        backend
+        Self::with_clients(config, metrics, OnceCell::new_with(Some(Clients::new(sdk))))
     }
 
     /// Over the standard AWS chain, loaded by [`AwsBackend::warm_up`] or the first read.
     pub fn from_environment(config: &crate::config::Config, metrics: Arc<Metrics>) -> Self {
+        Self::with_clients(config, metrics, OnceCell::new())
+    }
+
+    fn with_clients(
+        config: &crate::config::Config,
+        metrics: Arc<Metrics>,
+        cell: OnceCell<Clients>,
+    ) -> Self {
         AwsBackend {
-            clients: Arc::new(OnceCell::new()),
-            region: config.region.clone(),
-            validate_credentials: config.validate_credentials,
+            clients: Arc::new(LazyClients {
+                cell,
+                region: config.region.clone(),
+                validate_credentials: config.validate_credentials,
+            }),
             permits: Semaphore::new(config.max_backend_calls),
             secrets_timeout: config.secrets_timeout,
             parameters_timeout: config.parameters_timeout,
@@ -236,20 +260,13 @@ impl AwsBackend {
     /// Starts building the SDK clients in the background (needs a Tokio runtime).
     pub fn warm_up(&self) {
         let clients = self.clients.clone();
-        let (region, validate) = (self.region.clone(), self.validate_credentials);
         tokio::spawn(async move {
-            clients
-                .get_or_init(|| Clients::from_environment(region, validate))
-                .await;
+            clients.get().await;
         });
     }
 
     async fn clients(&self) -> &Clients {
-        self.clients
-            .get_or_init(|| {
-                Clients::from_environment(self.region.clone(), self.validate_credentials)
-            })
-            .await
+        self.clients.get().await
     }
 
     /// Runs one AWS call under the concurrency cap and the timeout (waiting for a permit counts).

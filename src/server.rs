@@ -318,13 +318,11 @@ fn answer_response(a: Answer) -> Response<Body> {
     resp
 }
 
-/// `Age` values below this many seconds are formatted once; a hit then copies a pointer.
-const PREFORMATTED_AGES: u64 = 1000;
-
+/// `Age`: values below 1000 s are sliced from one string formatted once, so a hit copies a
+/// pointer instead of formatting and allocating.
 fn age_header(secs: u64) -> HeaderValue {
     // "0123456789101112...999": where a number starts follows from how many digits it has.
-    static AGES: LazyLock<String> =
-        LazyLock::new(|| (0..PREFORMATTED_AGES).map(|n| n.to_string()).collect());
+    static AGES: LazyLock<String> = LazyLock::new(|| (0..1000u64).map(|n| n.to_string()).collect());
     let (at, len) = match secs {
         0..=9 => (secs, 1),
         10..=99 => (10 + (secs - 10) * 2, 2),
