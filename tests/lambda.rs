@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use common::{free_port, Fault, Proxy, TOKEN};
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -125,12 +125,8 @@ impl Relay {
         client: Client<HttpConnector, Full<Bytes>>,
         upstream: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let (mut parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let (parts, body) = req.into_parts();
+        let body = common::read_body(body).await?;
         let path = parts.uri.path().to_string();
         self.seen.lock().unwrap().push(Seen {
             method: parts.method.to_string(),
@@ -147,31 +143,15 @@ impl Relay {
             let mut open = self.register_open.subscribe();
             let _ = open.wait_for(|open| *open).await;
         }
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or(path);
-        parts.uri = format!("http://{upstream}{pq}").parse().unwrap();
-        let resp = match client
-            .request(Request::from_parts(parts, Full::new(body)))
-            .await
-        {
-            Ok(r) => r,
+        match common::send_upstream(&client, parts, body, &format!("http://{upstream}")).await {
+            Ok(resp) => Ok(resp),
             Err(_) => {
                 // The simulator is gone (after SHUTDOWN): answer as a dead API would.
                 let mut resp = Response::new(Full::new(Bytes::new()));
                 *resp.status_mut() = StatusCode::BAD_GATEWAY;
-                return Ok(resp);
+                Ok(resp)
             }
-        };
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
-        Ok(Response::from_parts(parts, Full::new(body)))
+        }
     }
 }
 

@@ -258,12 +258,30 @@ async fn forward(
             return Err(std::io::Error::other("dropped by the test proxy"));
         }
     }
-    let (mut parts, body) = req.into_parts();
-    let body = body
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await?;
+    send_upstream(&client, parts, body, &upstream).await
+}
+
+/// The whole body of a request or response.
+pub async fn read_body(
+    body: impl hyper::body::Body<Error = hyper::Error>,
+) -> Result<Bytes, std::io::Error> {
+    Ok(body
         .collect()
         .await
         .map_err(std::io::Error::other)?
-        .to_bytes();
+        .to_bytes())
+}
+
+/// Sends a request (its body already read) to `upstream` (`http://host:port`) with the same
+/// path and query, and reads the whole answer. Serves the fault proxy and the Lambda relay.
+pub async fn send_upstream(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    upstream: &str,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let path = parts
         .uri
         .path_and_query()
@@ -275,11 +293,7 @@ async fn forward(
         .await
         .map_err(std::io::Error::other)?;
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let body = read_body(body).await?;
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
