@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test layer-check venv deps clean
+.PHONY: all build run test lint unit-test deploy-test demo-test layer-check venv deps clean
 
 all: build
 
@@ -47,8 +47,13 @@ unit-test: venv
 deploy-test: venv
 	$(PY) -m pytest tests/deploy -q
 
+# The first command a user runs, `make run`, checked with the layer's binary (no second release
+# build): under `env -i`, with hostile AWS settings, a taken port, and signals at any point.
+demo-test: venv layer
+	SECRETS_AGENT_BIN=$(CURDIR)/layer/build/x86_64/extensions/secrets-agent $(PY) -m pytest tests/demo -q
+
 # The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test layer-check
+test: venv lint unit-test deploy-test layer-check demo-test
 
 layer-check: layer layer-test
 
