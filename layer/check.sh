@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks a layer zip: exactly one entry, `extensions/secrets-agent`, a regular file with mode
-# 0755, a stripped ELF executable whose `file` description names the expected architecture, and
+# Checks a layer zip: exactly two entries, `extensions/secrets-agent` and the exec wrapper
+# `secrets-agent-exec` (a shell script that runs `extensions/secrets-agent exec`), regular files
+# with mode 0755; the agent a stripped ELF executable whose `file` description names the expected architecture, and
 # no glibc symbol newer than Amazon Linux 2's (2.26).
 #
 #   layer/check.sh layer/secrets-agent-x86_64.zip x86-64
@@ -17,14 +18,19 @@ python3 - "$zip_path" <<'PY' || fail "bad layout"
 import stat, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
     infos = z.infolist()
+    want = ["extensions/secrets-agent", "secrets-agent-exec"]
     names = [i.filename for i in infos]
-    if names != ["extensions/secrets-agent"]:
-        sys.exit(f"entries are {names}, want exactly ['extensions/secrets-agent']")
-    mode = infos[0].external_attr >> 16
-    if not stat.S_ISREG(mode):
-        sys.exit(f"extensions/secrets-agent is not a regular file (mode {oct(mode)})")
-    if stat.S_IMODE(mode) != 0o755:
-        sys.exit(f"extensions/secrets-agent has mode {oct(stat.S_IMODE(mode))}, want 0o755")
+    if names != want:
+        sys.exit(f"entries are {names}, want exactly {want}")
+    for info in infos:
+        mode = info.external_attr >> 16
+        if not stat.S_ISREG(mode):
+            sys.exit(f"{info.filename} is not a regular file (mode {oct(mode)})")
+        if stat.S_IMODE(mode) != 0o755:
+            sys.exit(f"{info.filename} has mode {oct(stat.S_IMODE(mode))}, want 0o755")
+    wrapper = z.read("secrets-agent-exec").decode()
+    if not wrapper.startswith("#!/bin/sh\n") or '/extensions/secrets-agent" exec -- "$@"' not in wrapper:
+        sys.exit("secrets-agent-exec does not exec extensions/secrets-agent exec -- \"$@\"")
 PY
 
 tmp=$(mktemp -d)
@@ -48,4 +54,4 @@ if command -v readelf >/dev/null; then
   fi
   desc="$desc; newest glibc symbol: ${newest:-none}"
 fi
-echo "ok: $zip_path: extensions/secrets-agent, 0755, $(stat -c %s "$bin") bytes; $desc"
+echo "ok: $zip_path: extensions/secrets-agent and secrets-agent-exec, 0755, $(stat -c %s "$bin") bytes; $desc"

@@ -9,8 +9,9 @@
 #   make layer-all      both
 #   make layer-test     checks every zip that exists (x86_64 must): layout, executable bit, `file`
 #
-# Each zip holds exactly `extensions/secrets-agent` (mode 0755): Lambda starts every file under
-# /opt/extensions as an extension, so nothing else may go there (see extensions/README.md).
+# Each zip holds exactly `extensions/secrets-agent` and the exec wrapper `secrets-agent-exec`
+# (both mode 0755): Lambda starts every file under /opt/extensions as an extension, so nothing
+# else may go there (see extensions/README.md); the wrapper sits at /opt, outside it.
 # Builds go to LAYER_TARGET_DIR (default: $CARGO_TARGET_DIR, else target/layer) so they do not
 # wait on the lock of a debug build in target/.
 
@@ -48,11 +49,13 @@ define layer_zip
 	# `cargo metadata`, which refuses it.
 	PATH="$(LAYER_PATH)" CARGO_TARGET_DIR="$(LAYER_TARGET_DIR)" cargo lambda build --release \
 	  --extension --target $(2).$(LAYER_GLIBC) --lambda-dir $(LAYER_BUILD)/$(1)
-	chmod 0755 $(LAYER_BUILD)/$(1)/extensions/secrets-agent
+	cp layer/secrets-agent-exec $(LAYER_BUILD)/$(1)/secrets-agent-exec
+	chmod 0755 $(LAYER_BUILD)/$(1)/extensions/secrets-agent $(LAYER_BUILD)/$(1)/secrets-agent-exec
 	# Fixed timestamps and no extra attributes: the same binary gives the same zip.
-	touch -h -d '1980-01-02 00:00:00' $(LAYER_BUILD)/$(1)/extensions $(LAYER_BUILD)/$(1)/extensions/secrets-agent
+	touch -h -d '1980-01-02 00:00:00' $(LAYER_BUILD)/$(1)/extensions $(LAYER_BUILD)/$(1)/extensions/secrets-agent \
+	  $(LAYER_BUILD)/$(1)/secrets-agent-exec
 	rm -f $@
-	cd $(LAYER_BUILD)/$(1) && TZ=UTC zip -q -X -r $(CURDIR)/$@ extensions/secrets-agent
+	cd $(LAYER_BUILD)/$(1) && TZ=UTC zip -q -X -r $(CURDIR)/$@ extensions/secrets-agent secrets-agent-exec
 	@ls -l $@ $(LAYER_BUILD)/$(1)/extensions/secrets-agent
 endef
 

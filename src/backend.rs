@@ -539,7 +539,8 @@ where
     }
 }
 
-fn kind_for_code(code: &str, status: u16) -> ServiceErrorKind {
+/// The class of an AWS error code (also used for the agent's own JSON error bodies).
+pub(crate) fn kind_for_code(code: &str, status: u16) -> ServiceErrorKind {
     match code {
         "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
             ServiceErrorKind::NotFound

@@ -6,12 +6,14 @@
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
+//! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar.
 //! - `config`, `token`, `error`, `metrics`, `listener`, `logging`, `shutdown`.
 
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod cache;
+pub mod commands;
 pub mod config;
 pub mod conn;
 pub mod error;

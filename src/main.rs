@@ -1,10 +1,11 @@
-//! `secrets-agent`: serve (mode picked from the environment) or `health`.
+//! `secrets-agent`: serve (mode picked from the environment), `health` or `exec`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use secrets_agent::commands::exec;
 use secrets_agent::config::{Config, Env, Overrides};
 use secrets_agent::{lambda, logging, sidecar, EXIT_USAGE};
 
@@ -35,11 +36,19 @@ struct Cli {
 enum Command {
     /// Exit 0 if the agent on the configured address answers /ping, else 1.
     Health,
+    /// Resolve awssm:/awsparam: placeholders in the environment, then run COMMAND in this
+    /// process (same PID). Exit 78 if a placeholder cannot be resolved.
+    Exec(exec::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env: Env = std::env::vars().collect();
+    // Variables that are not UTF-8 are none of ours; `exec` passes them on untouched.
+    let vars: Vec<_> = std::env::vars_os().collect();
+    let env: Env = vars
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.to_str()?.to_string())))
+        .collect();
     let overrides = Overrides {
         config_file: cli.config,
         listen: cli.listen,
@@ -47,7 +56,14 @@ fn main() -> ExitCode {
         token_file: cli.token_file,
     };
     let config = Config::load(&overrides, &env);
-    if let Some(Command::Health) = cli.command {
+    let command = match cli.command {
+        Some(Command::Exec(args)) => {
+            let config = config.map_err(|e| e.to_string());
+            return ExitCode::from(exec::run(args, config, &env, vars));
+        }
+        other => other,
+    };
+    if let Some(Command::Health) = command {
         return match config
             .map_err(|e| e.to_string())
             .and_then(|c| sidecar::health(&c.listen))

@@ -25,13 +25,7 @@ pub fn health(listen: &Listen) -> Result<(), String> {
     let mut response = Vec::new();
     match listen {
         Listen::Tcp(addr) => {
-            // A wildcard address is reached through loopback.
-            let ip = match addr.ip() {
-                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                ip => ip,
-            };
-            let target = SocketAddr::new(ip, addr.port());
+            let target = reachable(*addr);
             let mut s = TcpStream::connect_timeout(&target, TIMEOUT)
                 .map_err(|e| format!("cannot connect to {target}: {e}"))?;
             exchange(&mut s, REQUEST, &mut response, TIMEOUT)?;
@@ -55,6 +49,16 @@ pub fn health(listen: &Listen) -> Result<(), String> {
     } else {
         Err(format!("unexpected answer from /ping: {status:?}"))
     }
+}
+
+/// Where a client reaches an agent listening on `addr`: a wildcard address through loopback.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 fn exchange(

@@ -721,3 +721,70 @@ async fn init_overhead() {
         summary(first_next)
     );
 }
+
+/// `AWS_LAMBDA_EXEC_WRAPPER=/opt/secrets-agent-exec`: Lambda starts the runtime as
+/// `<wrapper> <runtime command>` with the function's environment, after the extensions have
+/// registered. The wrapper resolves the placeholders through the extension (the runtime's own
+/// AWS endpoint leads nowhere here) and execs the stand-in runtime, which prints what it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exec_wrapper_gives_the_runtime_values_resolved_through_the_extension() {
+    let name = common::unique("lambda-exec");
+    common::create_secret(&name, r#"{"password":"wrapped-pw-81c2"}"#).await;
+    let proxy = Proxy::start().await;
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    let mut agent = Setup::new(&sim, relay.runtime_api(), &proxy.url).spawn();
+    wait_until("registration", || async {
+        sim.extension_count().await == 1
+    })
+    .await;
+
+    // /opt as the layer lays it out.
+    let opt = std::env::temp_dir().join(common::unique("secrets-agent-opt"));
+    std::fs::create_dir_all(opt.join("extensions")).unwrap();
+    std::os::unix::fs::symlink(agent_bin(), opt.join("extensions/secrets-agent")).unwrap();
+    let wrapper = opt.join("secrets-agent-exec");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("layer/secrets-agent-exec"),
+        &wrapper,
+    )
+    .unwrap();
+
+    let placeholder = format!("awssm:{name}#password");
+    let mut runtime = Command::new(&wrapper);
+    runtime
+        .args(["sh", "-c", r#"printf '%s|%s' "$DB_PASSWORD" "$UNTOUCHED""#])
+        .env_clear()
+        .envs(sim.lambda_env_vars())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", sim.addr().to_string())
+        .env("AWS_SESSION_TOKEN", TOKEN)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            agent.port.to_string(),
+        )
+        .env("DB_PASSWORD", &placeholder)
+        .env("UNTOUCHED", "plain");
+    let out = tokio::task::spawn_blocking(move || runtime.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "wrapped-pw-81c2|plain"
+    );
+    // The value came from the extension's backend, one read.
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+    assert!(!agent.log().contains("wrapped-pw-81c2"));
+
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    let _ = std::fs::remove_dir_all(&opt);
+}

@@ -9,6 +9,11 @@ Every request carries the function's AWS_SESSION_TOKEN in the
 X-Aws-Parameters-Secrets-Token header: that is the token the extension expects
 in Lambda. Standard library only (urllib), no dependencies to package.
 
+With AWS_LAMBDA_EXEC_WRAPPER=/opt/secrets-agent-exec (template.yaml sets it),
+DB_PASSWORD holds `awssm:<secret>#password` in the function's configuration and
+the password itself in the process: the layer's wrapper resolved it before the
+runtime started.
+
 The secret value itself is never printed or returned: only its length and
 version id are, which is enough to see that the read worked.
 """
@@ -54,5 +59,11 @@ del _secret
 def handler(event, context):
     secret, cache = get_secret(SECRET_ID)
     summary = {"phase": "invoke", **describe(secret, cache)}
+    # Resolved by the exec wrapper: a placeholder left here would mean it did not run.
+    db_password = os.environ.get("DB_PASSWORD", "")
+    summary["dbPasswordFromEnv"] = {
+        "length": len(db_password),
+        "resolved": not db_password.startswith("awssm:"),
+    }
     print(json.dumps(summary))
     return summary

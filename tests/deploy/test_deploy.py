@@ -570,7 +570,13 @@ def test_template_layers_secret_and_function(template):
     module, _, func = function["Handler"].partition(".")
     code = ROOT / function["CodeUri"] / f"{module}.py"
     assert f"def {func}(" in code.read_text()
-    assert function["Environment"]["Variables"]["SECRET_ID"] == {"Ref": secret_name}
+    variables = function["Environment"]["Variables"]
+    assert variables["SECRET_ID"] == {"Ref": secret_name}
+    # The exec wrapper is where the layer puts it (layer/check.sh: `secrets-agent-exec` at the
+    # zip's root, so /opt/secrets-agent-exec), and the placeholder names the template's secret.
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/secrets-agent-exec"
+    assert (ROOT / "layer/secrets-agent-exec").stat().st_mode & 0o111
+    assert variables["DB_PASSWORD"] == {"Fn::Sub": "awssm:${%s}#password" % secret_name}
 
     statements = [s for p in function["Policies"] for s in p["Statement"]]
     assert len(statements) == 1

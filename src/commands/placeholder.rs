@@ -1,0 +1,409 @@
+//! The placeholder grammar that `exec` (and `render`) resolve, compatible with `secrets-init`.
+//!
+//! ```text
+//! awssm:<secret-id>[#<json-key>[#<version>]]        the whole value is one secret
+//! awsparam:<name>[#<json-key>[#<version-or-label>]] the whole value is one SSM parameter
+//! ...${awssm:<...>}...${awsparam:<...>}...           placeholders inside a longer value
+//! ```
+//!
+//! `<secret-id>` is a name or a full ARN (ARNs contain `:`, which is why `#` separates the
+//! parts). `<version>` is a stage when it is `AWSCURRENT`, `AWSPREVIOUS` or `AWSPENDING`, else a
+//! version id; none means AWSCURRENT. For a parameter, digits are a version, anything else a
+//! label; parameters are always read with decryption (a SecureString's ciphertext is of no use
+//! to an application). An empty `<json-key>` means the whole value.
+
+use std::fmt;
+
+use crate::backend::Key;
+
+/// The prefix of a whole-value secret placeholder.
+pub const SECRET_PREFIX: &str = "awssm:";
+/// The prefix of a whole-value SSM parameter placeholder (ours; `secrets-init` has none).
+pub const PARAMETER_PREFIX: &str = "awsparam:";
+
+/// The grammar, as shown with a malformed placeholder.
+pub const GRAMMAR: &str =
+    "awssm:<secret-id>[#<json-key>[#<version-id|AWSCURRENT|AWSPREVIOUS|AWSPENDING>]], \
+awsparam:<name>[#<json-key>[#<version|label>]], or either inside ${...} in a longer value";
+
+const STAGES: [&str; 3] = ["AWSCURRENT", "AWSPREVIOUS", "AWSPENDING"];
+
+/// One reference to a value in AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    /// What to fetch (the cache's key: the same fetch serves every reference to it).
+    pub key: Key,
+    /// One top-level key of a JSON value; `None` for the whole value.
+    pub json_key: Option<String>,
+}
+
+impl fmt::Display for Ref {
+    /// Names the reference without any value: `secret 'db' key 'password' (AWSPREVIOUS)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.key.kind {
+            crate::backend::Kind::Secret => "secret",
+            crate::backend::Kind::Parameter => "parameter",
+        };
+        write!(f, "{what} '{}'", self.key.id)?;
+        if let Some(k) = &self.json_key {
+            write!(f, " key '{k}'")?;
+        }
+        if let Some(v) = self.key.version.as_ref().or(self.key.label.as_ref()) {
+            write!(f, " ({v})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A value split into literal text and references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Ref(Ref),
+}
+
+/// A value that holds at least one placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(pub Vec<Piece>);
+
+/// A placeholder that does not follow the grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed placeholder {placeholder:?}: {why}; expected {GRAMMAR}")]
+pub struct GrammarError {
+    pub placeholder: String,
+    pub why: &'static str,
+}
+
+impl Template {
+    /// Parses a value: `Ok(None)` when it holds no placeholder.
+    pub fn parse(value: &str) -> Result<Option<Template>, GrammarError> {
+        for prefix in [SECRET_PREFIX, PARAMETER_PREFIX] {
+            if let Some(body) = value.strip_prefix(prefix) {
+                return Ok(Some(Template(vec![Piece::Ref(parse_ref(prefix, body)?)])));
+            }
+        }
+        let mut pieces = Vec::new();
+        let mut rest = value;
+        while let Some(start) = find_open(rest) {
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].to_string()));
+            }
+            let inner = &rest[start + 2..];
+            let Some(end) = inner.find('}') else {
+                return Err(GrammarError {
+                    placeholder: inner.to_string(),
+                    why: "no closing '}'",
+                });
+            };
+            let placeholder = &inner[..end];
+            let (prefix, body) = [SECRET_PREFIX, PARAMETER_PREFIX]
+                .iter()
+                .find_map(|p| placeholder.strip_prefix(p).map(|b| (*p, b)))
+                .expect("find_open only stops at our prefixes");
+            pieces.push(Piece::Ref(parse_ref(prefix, body)?));
+            rest = &inner[end + 1..];
+        }
+        if pieces.is_empty() {
+            return Ok(None);
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Some(Template(pieces)))
+    }
+
+    /// The references, in order of appearance.
+    pub fn refs(&self) -> impl Iterator<Item = &Ref> {
+        self.0.iter().filter_map(|p| match p {
+            Piece::Ref(r) => Some(r),
+            Piece::Text(_) => None,
+        })
+    }
+
+    /// Joins the pieces, each reference replaced by what `value` gives for it.
+    pub fn fill<E>(&self, mut value: impl FnMut(&Ref) -> Result<String, E>) -> Result<String, E> {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Ref(r) => out.push_str(&value(r)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where the next `${awssm:` or `${awsparam:` starts.
+fn find_open(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find("${") {
+        let at = from + i;
+        let after = &s[at + 2..];
+        if after.starts_with(SECRET_PREFIX) || after.starts_with(PARAMETER_PREFIX) {
+            return Some(at);
+        }
+        from = at + 2;
+    }
+    None
+}
+
+fn parse_ref(prefix: &str, body: &str) -> Result<Ref, GrammarError> {
+    let bad = |why| GrammarError {
+        placeholder: format!("{prefix}{body}"),
+        why,
+    };
+    let mut parts = body.split('#');
+    let id = parts.next().unwrap_or_default();
+    let json_key = parts.next().filter(|k| !k.is_empty()).map(str::to_string);
+    let version = parts.next().filter(|v| !v.is_empty()).map(str::to_string);
+    if parts.next().is_some() {
+        return Err(bad("more than three '#'-separated parts"));
+    }
+    if id.is_empty() {
+        return Err(bad("the id is empty"));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("the id contains white space or a control character"));
+    }
+    let key = if prefix == SECRET_PREFIX {
+        match version {
+            Some(v) if STAGES.contains(&v.as_str()) => Key::secret(id, None, Some(v)),
+            v => Key::secret(id, v, None),
+        }
+    } else {
+        match version {
+            Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => {
+                Key::parameter(id, Some(v), None, true)
+            }
+            v => Key::parameter(id, None, v, true),
+        }
+    };
+    Ok(Ref { key, json_key })
+}
+
+/// Why a fetched value could not fill a reference. No variant carries any part of a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("key '{0}' is not in the secret")]
+    KeyMissing(String),
+    #[error("the value is not a JSON object, so key '{0}' cannot be taken from it")]
+    NotAnObject(String),
+    #[error("the secret is binary and not UTF-8 text")]
+    BinaryNotText,
+    #[error("the answer could not be read: {0}")]
+    Malformed(&'static str),
+}
+
+/// The text a reference stands for, from the agent's JSON answer body for its key (the same
+/// body whether it came through a running agent or straight from AWS).
+///
+/// A JSON string is used as is; a number, boolean or null as its JSON text; an object or array
+/// as compact JSON. A SecretBinary is used when it is UTF-8 text, refused otherwise.
+pub fn extract(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ExtractError::Malformed("not JSON"))?;
+    let whole = match r.key.kind {
+        crate::backend::Kind::Secret => {
+            if let Some(s) = answer.get("SecretString").and_then(|v| v.as_str()) {
+                s.to_string()
+            } else if let Some(b) = answer.get("SecretBinary").and_then(|v| v.as_str()) {
+                let bytes = aws_smithy_types::base64::decode(b)
+                    .map_err(|_| ExtractError::Malformed("SecretBinary is not base64"))?;
+                String::from_utf8(bytes).map_err(|_| ExtractError::BinaryNotText)?
+            } else {
+                return Err(ExtractError::Malformed("no SecretString or SecretBinary"));
+            }
+        }
+        crate::backend::Kind::Parameter => answer
+            .pointer("/Parameter/Value")
+            .and_then(|v| v.as_str())
+            .ok_or(ExtractError::Malformed("no Parameter.Value"))?
+            .to_string(),
+    };
+    let Some(k) = &r.json_key else {
+        return Ok(whole);
+    };
+    let parsed: serde_json::Value =
+        serde_json::from_str(&whole).map_err(|_| ExtractError::NotAnObject(k.clone()))?;
+    let object = parsed
+        .as_object()
+        .ok_or_else(|| ExtractError::NotAnObject(k.clone()))?;
+    match object.get(k) {
+        None => Err(ExtractError::KeyMissing(k.clone())),
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(id: &str, key: Option<&str>, version: Option<&str>, stage: Option<&str>) -> Piece {
+        Piece::Ref(Ref {
+            key: Key::secret(id, version.map(Into::into), stage.map(Into::into)),
+            json_key: key.map(Into::into),
+        })
+    }
+
+    fn text(s: &str) -> Piece {
+        Piece::Text(s.into())
+    }
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf";
+
+    #[test]
+    fn grammar_table() {
+        let param = |name: &str, key: Option<&str>, v: Option<&str>, l: Option<&str>| {
+            Piece::Ref(Ref {
+                key: Key::parameter(name, v.map(Into::into), l.map(Into::into), true),
+                json_key: key.map(Into::into),
+            })
+        };
+        let cases: Vec<(&str, Option<Vec<Piece>>)> = vec![
+            ("plain", None),
+            ("", None),
+            ("cost: $5 ${HOME}", None),
+            ("awssm:db", Some(vec![secret("db", None, None, None)])),
+            (
+                "awssm:db#password",
+                Some(vec![secret("db", Some("password"), None, None)]),
+            ),
+            (
+                "awssm:db##AWSPREVIOUS",
+                Some(vec![secret("db", None, None, Some("AWSPREVIOUS"))]),
+            ),
+            (
+                "awssm:db#k#AWSCURRENT",
+                Some(vec![secret("db", Some("k"), None, None)]),
+            ),
+            (
+                "awssm:db#k#AWSPENDING",
+                Some(vec![secret("db", Some("k"), None, Some("AWSPENDING"))]),
+            ),
+            (
+                "awssm:db#k#v-1234",
+                Some(vec![secret("db", Some("k"), Some("v-1234"), None)]),
+            ),
+            (
+                "awssm:arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf#user",
+                Some(vec![secret(ARN, Some("user"), None, None)]),
+            ),
+            (
+                "postgres://${awssm:db#user}:${awssm:other#password}@host/db",
+                Some(vec![
+                    text("postgres://"),
+                    secret("db", Some("user"), None, None),
+                    text(":"),
+                    secret("other", Some("password"), None, None),
+                    text("@host/db"),
+                ]),
+            ),
+            ("${awssm:db}", Some(vec![secret("db", None, None, None)])),
+            (
+                "$${awssm:db}x",
+                Some(vec![text("$"), secret("db", None, None, None), text("x")]),
+            ),
+            (
+                "awsparam:/app/flag",
+                Some(vec![param("/app/flag", None, None, None)]),
+            ),
+            (
+                "awsparam:/app/cfg#url#3",
+                Some(vec![param("/app/cfg", Some("url"), Some("3"), None)]),
+            ),
+            (
+                "awsparam:/app/cfg##prod",
+                Some(vec![param("/app/cfg", None, None, Some("prod"))]),
+            ),
+            (
+                "x=${awsparam:/a/b}&y=${awssm:s#k}",
+                Some(vec![
+                    text("x="),
+                    param("/a/b", None, None, None),
+                    text("&y="),
+                    secret("s", Some("k"), None, None),
+                ]),
+            ),
+        ];
+        for (input, want) in cases {
+            let got = Template::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(got.map(|t| t.0), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn malformed_placeholders_say_why_and_show_the_grammar() {
+        for (input, why) in [
+            ("awssm:", "the id is empty"),
+            ("awssm:#key", "the id is empty"),
+            ("awssm:a#b#c#d", "more than three"),
+            ("awssm:a b", "white space"),
+            ("awsparam:", "the id is empty"),
+            ("url=${awssm:db", "no closing"),
+            ("url=${awssm:}", "the id is empty"),
+        ] {
+            let e = Template::parse(input).expect_err(input);
+            let text = e.to_string();
+            assert!(text.contains(why), "{input}: {text}");
+            assert!(text.contains("expected awssm:<secret-id>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn fill_joins_text_and_values() {
+        let t = Template::parse("a=${awssm:x#k}, b=${awssm:y}")
+            .unwrap()
+            .unwrap();
+        let out: Result<String, ()> = t.fill(|r| Ok(format!("<{}>", r.key.id)));
+        assert_eq!(out.unwrap(), "a=<x>, b=<y>");
+        assert_eq!(t.refs().count(), 2);
+    }
+
+    #[test]
+    fn extract_table() {
+        let r = |key: Option<&str>| Ref {
+            key: Key::secret("s", None, None),
+            json_key: key.map(Into::into),
+        };
+        let body = serde_json::json!({
+            "Name": "s",
+            "SecretString": r#"{"user":"u","port":5432,"tls":true,"none":null,"o":{"a":[1,"b"]}}"#,
+        })
+        .to_string();
+        let ok = |k: Option<&str>, want: &str| {
+            assert_eq!(extract(&r(k), body.as_bytes()).unwrap(), want, "{k:?}");
+        };
+        ok(Some("user"), "u");
+        ok(Some("port"), "5432");
+        ok(Some("tls"), "true");
+        ok(Some("none"), "null");
+        ok(Some("o"), r#"{"a":[1,"b"]}"#);
+        ok(
+            None,
+            r#"{"user":"u","port":5432,"tls":true,"none":null,"o":{"a":[1,"b"]}}"#,
+        );
+        assert_eq!(
+            extract(&r(Some("missing")), body.as_bytes()),
+            Err(ExtractError::KeyMissing("missing".into()))
+        );
+        let plain = serde_json::json!({"SecretString": "not json"}).to_string();
+        assert_eq!(
+            extract(&r(Some("k")), plain.as_bytes()),
+            Err(ExtractError::NotAnObject("k".into()))
+        );
+        let binary = serde_json::json!({"SecretBinary": "aGVsbG8="}).to_string();
+        assert_eq!(extract(&r(None), binary.as_bytes()).unwrap(), "hello");
+        let not_text = serde_json::json!({"SecretBinary": "/w=="}).to_string();
+        assert_eq!(
+            extract(&r(None), not_text.as_bytes()),
+            Err(ExtractError::BinaryNotText)
+        );
+        let p = Ref {
+            key: Key::parameter("/p", None, None, true),
+            json_key: None,
+        };
+        let param = serde_json::json!({"Parameter": {"Name": "/p", "Value": "v"}}).to_string();
+        assert_eq!(extract(&p, param.as_bytes()).unwrap(), "v");
+    }
+}

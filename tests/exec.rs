@@ -1,0 +1,394 @@
+//! `secrets-agent exec`: placeholders resolved against moto (straight through the SDK, or
+//! through a running agent), counted at the proxy; errors, exit codes and exec semantics.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
+
+/// `secrets-agent exec ARGS` with a clean environment pointing at `endpoint`, plus `vars`.
+fn exec(endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("exec")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    c
+}
+
+async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().expect("run secrets-agent exec"))
+        .await
+        .unwrap()
+}
+
+/// Runs `env` under exec and returns the environment the application saw.
+async fn app_env(endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> HashMap<String, String> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--", "env", "-0"]);
+    let out = output(exec(endpoint, vars, &all)).await;
+    assert!(
+        out.status.success(),
+        "exec failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const DB: &str =
+    r#"{"user":"app","password":"s3cr3t-pw","port":5432,"tls":true,"opts":{"a":[1,"b"]}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grammar_form_resolves_straight_from_aws() {
+    let db = unique("exec/db");
+    let arn = create_secret(&db, DB).await;
+    // The first value becomes AWSPREVIOUS; its version id is kept to ask for it by id.
+    let first_version = secrets_client()
+        .await
+        .get_secret_value()
+        .secret_id(&db)
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    put_secret(&db, r#"{"user":"app","password":"rotated-pw"}"#).await;
+    let plain = unique("exec/plain");
+    create_secret(&plain, "just text").await;
+    let param = unique("/exec/param");
+    let secure = unique("/exec/secure");
+    let ssm = ssm_client().await;
+    ssm.put_parameter()
+        .name(&param)
+        .value(r#"{"url":"https://x"}"#)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(&secure)
+        .value("decrypted-text")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+
+    let whole = format!("awssm:{plain}");
+    let user = format!("awssm:{db}#user");
+    let current = format!("awssm:{db}#password");
+    let previous = format!("awssm:{db}#password#AWSPREVIOUS");
+    let by_id = format!("awssm:{db}#password#{first_version}");
+    let by_arn = format!("awssm:{arn}#user");
+    let port = format!("awssm:{db}#port#AWSPREVIOUS");
+    let tls = format!("awssm:{db}#tls#AWSPREVIOUS");
+    let opts = format!("awssm:{db}#opts#AWSPREVIOUS");
+    let url =
+        format!("postgres://${{awssm:{db}#user}}:${{awssm:{db}#password}}@host/${{awssm:{plain}}}");
+    let p_key = format!("awsparam:{param}#url");
+    let p_secure = format!("awsparam:{secure}");
+    let p_embedded = format!("flag=${{awsparam:{secure}}};");
+    let seen = app_env(
+        moto_url(),
+        &[
+            ("WHOLE", &whole),
+            ("USER", &user),
+            ("CURRENT", &current),
+            ("PREVIOUS", &previous),
+            ("BY_ID", &by_id),
+            ("BY_ARN", &by_arn),
+            ("PORT", &port),
+            ("TLS", &tls),
+            ("OPTS", &opts),
+            ("URL", &url),
+            ("P_KEY", &p_key),
+            ("P_SECURE", &p_secure),
+            ("P_EMBEDDED", &p_embedded),
+            ("UNTOUCHED", "awssm-like but not: ${HOME} awssm"),
+        ],
+        &["--source", "aws"],
+    )
+    .await;
+    let want = [
+        ("WHOLE", "just text"),
+        ("USER", "app"),
+        ("CURRENT", "rotated-pw"),
+        ("PREVIOUS", "s3cr3t-pw"),
+        ("BY_ID", "s3cr3t-pw"),
+        ("BY_ARN", "app"),
+        ("PORT", "5432"),
+        ("TLS", "true"),
+        ("OPTS", r#"{"a":[1,"b"]}"#),
+        ("URL", "postgres://app:rotated-pw@host/just text"),
+        ("P_KEY", "https://x"),
+        ("P_SECURE", "decrypted-text"),
+        ("P_EMBEDDED", "flag=decrypted-text;"),
+        ("UNTOUCHED", "awssm-like but not: ${HOME} awssm"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    for (k, v) in want {
+        assert_eq!(seen.get(k).map(String::as_str), Some(v), "{k}");
+    }
+}
+
+/// 30 variables over 3 secrets.
+fn thirty_vars(names: &[String]) -> Vec<(String, String)> {
+    (0..30)
+        .map(|i| {
+            let name = &names[i % 3];
+            let value = match i % 3 {
+                0 => format!("awssm:{name}#user"),
+                1 => format!("awssm:{name}#password"),
+                _ => format!("x-${{awssm:{name}#port}}-y"),
+            };
+            (format!("VAR_{i}"), value)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_variables_over_three_secrets_make_three_calls() {
+    let names: Vec<String> = (0..3).map(|_| unique("exec/three")).collect();
+    for n in &names {
+        create_secret(n, DB).await;
+    }
+    let vars = thirty_vars(&names);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    // Straight from AWS: one GetSecretValue per secret.
+    let proxy = Proxy::start().await;
+    let seen = app_env(&proxy.url, &vars, &["--source", "aws"]).await;
+    assert_eq!(seen["VAR_0"], "app");
+    assert_eq!(seen["VAR_2"], "x-5432-y");
+    assert_eq!(proxy.count("GetSecretValue"), 3);
+
+    // Through a running agent: 3 calls at the agent's backend, then none once cached.
+    let agent = TestAgent::start(|_| {}).await;
+    let listen = agent.base.trim_start_matches("http://").to_string();
+    let mut with_token = vars.clone();
+    with_token.push(("AWS_TOKEN", TOKEN));
+    let args = ["--source", "agent", "--listen", &listen];
+    let seen = app_env("http://127.0.0.1:9", &with_token, &args).await;
+    assert_eq!(seen["VAR_1"], "s3cr3t-pw");
+    assert_eq!(agent.proxy.count("GetSecretValue"), 3);
+    let seen = app_env("http://127.0.0.1:9", &with_token, &args).await;
+    assert_eq!(seen["VAR_1"], "s3cr3t-pw");
+    assert_eq!(
+        agent.proxy.count("GetSecretValue"),
+        3,
+        "the second start is served from the cache"
+    );
+
+    // auto picks the agent when it answers (the endpoint given cannot be reached at all).
+    let seen = app_env("http://127.0.0.1:9", &with_token, &["--listen", &listen]).await;
+    assert_eq!(seen["VAR_0"], "app");
+    agent.stop().await;
+}
+
+/// Runs exec expecting failure; returns (code, stderr).
+async fn failing(endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--", "env"]);
+    let out = output(exec(endpoint, vars, &all)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.stdout.is_empty(), "the command must not run: {stderr}");
+    (out.status.code().expect("an exit code"), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolvable_placeholders_stop_the_start_naming_the_variable_never_a_value() {
+    let db = unique("exec/err");
+    create_secret(&db, DB).await;
+    let missing = unique("exec/missing");
+    let good = format!("awssm:{db}#password");
+    let gone = format!("awssm:{missing}");
+    let no_key = format!("awssm:{db}#nope");
+
+    let (code, err) = failing(
+        moto_url(),
+        &[("GOOD", &good), ("GONE", &gone), ("NO_KEY", &no_key)],
+        &["--source", "aws"],
+    )
+    .await;
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!("GONE: secret '{missing}': not found")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "NO_KEY: secret '{db}' key 'nope': key 'nope' is not in the secret"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("GOOD"), "{err}");
+    assert!(
+        !err.contains("s3cr3t-pw") && !err.contains("5432"),
+        "no value in: {err}"
+    );
+
+    // --ignore-missing: a missing secret becomes empty, with a warning; the rest still resolves.
+    let out = output(exec(
+        moto_url(),
+        &[("GOOD", &good), ("GONE", &gone)],
+        &["--source", "aws", "--ignore-missing", "--", "env"],
+    ))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.lines().any(|l| l == "GONE="), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "GOOD=s3cr3t-pw"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: GONE"));
+
+    // Access denied, injected at the proxy as AWS answers it.
+    let proxy = Proxy::start().await;
+    proxy.set_fault(
+        Fault::Error(400, "AccessDeniedException"),
+        Some("GetSecretValue"),
+    );
+    let (code, err) = failing(&proxy.url, &[("GOOD", &good)], &["--source", "aws"]).await;
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!(
+            "GOOD: secret '{db}' key 'password': access denied"
+        )),
+        "{err}"
+    );
+
+    // A backend slower than the total timeout.
+    proxy.set_fault(
+        Fault::Delay(Duration::from_secs(20)),
+        Some("GetSecretValue"),
+    );
+    let (code, err) = failing(
+        &proxy.url,
+        &[("GOOD", &good), ("SECRETS_AGENT_EXEC_TIMEOUT", "1")],
+        &["--source", "aws"],
+    )
+    .await;
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("GOOD") && err.contains("1 s timeout"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_64_and_show_the_grammar() {
+    let (code, err) = failing(moto_url(), &[("BAD", "awssm:")], &[]).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("BAD: malformed placeholder") && err.contains("expected awssm:<secret-id>"),
+        "{err}"
+    );
+
+    let (code, err) = failing(
+        moto_url(),
+        &[("X", "awssm:a"), ("SECRETS_AGENT_IGNORE_MISSING", "maybe")],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("SECRETS_AGENT_IGNORE_MISSING"), "{err}");
+
+    // --source agent with no agent listening says so.
+    let port = free_port().to_string();
+    let (code, err) = failing(
+        moto_url(),
+        &[("X", "awssm:a"), ("AWS_TOKEN", TOKEN)],
+        &["--source", "agent", "--port", &port],
+    )
+    .await;
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("no agent answers"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_names_ids_and_fetches_nothing() {
+    let proxy = Proxy::start().await;
+    let out = output(exec(
+        &proxy.url,
+        &[
+            ("DB", "awssm:db#password#AWSPREVIOUS"),
+            ("P", "u=${awsparam:/a/b}"),
+        ],
+        &["--dry-run", "--", "env"],
+    ))
+    .await;
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("DB <- secret 'db' key 'password' (AWSPREVIOUS)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("P <- parameter '/a/b'"), "{stdout}");
+    assert!(
+        !stdout.contains("PATH="),
+        "the command must not run: {stdout}"
+    );
+    assert_eq!(
+        proxy.count("GetSecretValue") + proxy.count("GetParameter"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_gets_the_pid_the_exit_code_and_the_signals() {
+    // Same PID: the shell prints its own PID, which is the one we spawned.
+    let mut c = exec(moto_url(), &[], &["--", "sh", "-c", "echo $$"]);
+    c.stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
+
+    // Its exit code is the process's.
+    let out = output(exec(moto_url(), &[], &["--", "sh", "-c", "exit 7"])).await;
+    assert_eq!(out.status.code(), Some(7));
+
+    // A signal sent to the PID reaches the application (here: ends `sleep`).
+    let mut child = exec(moto_url(), &[], &["--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let cmdline = format!("/proc/{pid}/cmdline");
+    for _ in 0..200 {
+        if std::fs::read(&cmdline).is_ok_and(|c| c.starts_with(b"sleep")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+
+    // A command that does not exist.
+    let out = output(exec(moto_url(), &[], &["--", "no-such-command-here"])).await;
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-here"));
+}
