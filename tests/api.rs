@@ -235,30 +235,49 @@ async fn request_errors_are_json_and_name_the_problem() {
             "{path}: {v}"
         );
     }
-    let r = request(
-        "POST",
-        &format!("{}/secretsmanager/get?secretId=a", agent.base),
-        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let r = request("DELETE", &format!("{}/ping", agent.base), &[]).await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let r = get(
-        &format!("{}/secretsmanager/get?secretId=a", agent.base),
-        &[
-            ("X-Aws-Parameters-Secrets-Token", TOKEN),
-            ("X-Forwarded-For", "10.0.0.1"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text().contains("X-Forwarded-For"));
     assert_eq!(
         agent.proxy.count("GetSecretValue"),
         0,
         "bad requests never reach AWS"
     );
+    agent.stop().await;
+}
+
+/// The AWS agent's order of checks: forwarding headers and the token (both skipped for `/ping`),
+/// then the method.
+#[tokio::test]
+async fn forwarding_token_and_method_checks_in_the_aws_agents_order() {
+    let agent = TestAgent::start(|_| {}).await;
+    let url = format!("{}/secretsmanager/get?secretId=a", agent.base);
+    let with_token = ("X-Aws-Parameters-Secrets-Token", TOKEN);
+    for (header, value) in [
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("Forwarded", "for=10.0.0.1;proto=http"),
+        ("X-Real-IP", "10.0.0.1"),
+    ] {
+        let r = get(&url, &[with_token, (header, value)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{header}");
+        assert_eq!(r.json()["__type"], "InvalidRequestException", "{header}");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(header),
+            "{header}: {}",
+            r.text()
+        );
+        // A health check through a local proxy still works.
+        let r = get(&format!("{}/ping", agent.base), &[(header, value)]).await;
+        assert_eq!(r.status, StatusCode::OK, "/ping with {header}");
+    }
+    // A non-GET request: 403 without the token, 405 with it (and Allow: GET).
+    let r = request("POST", &url, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = request("POST", &url, &[with_token]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.json()["__type"], "MethodNotAllowedException");
+    let r = request("DELETE", &format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
     agent.stop().await;
 }
 
@@ -378,6 +397,26 @@ async fn refresh_now_fetches_now() {
     assert_eq!(r.json()["SecretString"], "b");
     assert_eq!(r.header("x-cache"), Some("hit"));
     assert_eq!(agent.proxy.count("GetSecretValue"), 2);
+    agent.stop().await;
+}
+
+/// The AWS agent's other forms: `refreshNow=1` refreshes, `refreshNow=0` reads the cache.
+#[tokio::test]
+async fn refresh_now_accepts_one_and_zero() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-refresh-1");
+    create_secret(&name, "a").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    agent.get(&path).await;
+    put_secret(&name, "b").await;
+    let r = agent.get(&format!("{path}&refreshNow=0")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "a");
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    let r = agent.get(&format!("/v1/{name}?refreshNow=1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "b");
+    assert_eq!(r.header("x-cache"), Some("miss"));
     agent.stop().await;
 }
 
