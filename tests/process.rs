@@ -181,6 +181,7 @@ fn health_exits_0_when_up_and_1_when_not() {
 async fn generated_token_file_is_0444_and_accepted() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(unique("sa-token"));
+    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
     let port = free_port();
     let mut cmd = command(moto_url());
@@ -270,6 +271,52 @@ async fn unix_socket_serves_a_secret_owner_only() {
     });
     assert_eq!(code, Some(0), "{err}");
     drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The token file and the Unix socket replace only what the agent itself left there: anything
+/// else stops the start with exit 64, names the path, and is left as it was.
+#[test]
+fn token_file_and_socket_paths_never_replace_other_files() {
+    let dir = std::env::temp_dir().join(unique("sa-paths"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let precious = dir.join("precious");
+    std::fs::write(&precious, "not a token\n").unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+
+    let cases = [
+        ("--token-file", precious.clone()),
+        ("--token-file", link.clone()),
+        ("--token-file", dir.join("no-such-folder").join("token")),
+    ];
+    for (flag, path) in &cases {
+        let (code, err) = run_to_end({
+            let mut c = command("http://127.0.0.1:9");
+            c.arg(flag)
+                .arg(path)
+                .arg("--port")
+                .arg(free_port().to_string());
+            c
+        });
+        assert_eq!(code, Some(64), "{flag} {}: {err}", path.display());
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+    assert!(!dir.join("no-such-folder").exists());
+    let (code, err) = run_to_end({
+        let mut c = command("http://127.0.0.1:9");
+        c.env("AWS_TOKEN", TOKEN)
+            .arg("--listen")
+            .arg(format!("unix:{}", precious.display()));
+        c
+    });
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("is a regular file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "not a token\n");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
