@@ -21,9 +21,10 @@ struct Cli {
     /// Listen address: 127.0.0.1, ::1, ADDR:PORT or unix:/path (also SECRETS_AGENT_LISTEN).
     #[arg(long, global = true)]
     listen: Option<String>,
-    /// Port (also http_port, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT).
+    /// Port (also http_port, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT). Checked with the other
+    /// settings, so a bad value is reported like them (exit 64).
     #[arg(long, global = true)]
-    port: Option<u16>,
+    port: Option<String>,
     /// Generate a random token and write it to this file, mode 0444 (also SECRETS_AGENT_TOKEN_FILE).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -38,7 +39,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; a usage error is EX_USAGE, as
+        // every other bad setting.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let env: Env = std::env::vars().collect();
     let overrides = Overrides {
         config_file: cli.config,

@@ -344,6 +344,49 @@ fn bad_configuration_exits_64_listing_every_problem() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Flags are checked with the other settings: a bad one is exit 64 naming it, not the argument
+/// parser's exit 2; an empty SECRETS_AGENT_CONFIG means "no file", as the README says.
+#[test]
+fn bad_flags_exit_64_and_an_empty_config_variable_is_the_default() {
+    for (args, says) in [
+        (
+            vec!["--port", "70000"],
+            "--port = \"70000\": must be a whole number from 1 to 65535",
+        ),
+        (
+            vec!["--port", "abc"],
+            "--port = \"abc\": must be a whole number from 1 to 65535",
+        ),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let (code, err) = run_to_end({
+            let mut c = command("http://127.0.0.1:9");
+            c.env("AWS_TOKEN", TOKEN).args(&args);
+            c
+        });
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, out) = {
+        let out = Command::new(BIN).arg("--help").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--token-file"), "{out}");
+
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("SECRETS_AGENT_CONFIG", "")
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+}
+
 #[test]
 fn no_token_exits_64_and_says_how_to_give_one() {
     let (code, err) = run_to_end(command("http://127.0.0.1:9"));
