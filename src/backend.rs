@@ -528,10 +528,16 @@ where
             operation,
             millis: timeout.as_millis() as u64,
         },
-        SdkError::ConstructionFailure(_) => Error::bad_request(format!(
-            "{operation} could not be built: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        )),
+        // Not a network failure: credentials, region or endpoint could not be resolved (the
+        // SDK reports those as a dispatch failure of kind "other"), or the request not built.
+        SdkError::DispatchFailure(f) if !(f.is_io() || f.is_timeout()) => Error::NotSent {
+            operation,
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        },
+        SdkError::ConstructionFailure(_) => Error::NotSent {
+            operation,
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        },
         _ => Error::Unreachable {
             operation,
             detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),

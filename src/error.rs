@@ -42,9 +42,17 @@ pub enum Error {
         operation: &'static str,
         millis: u64,
     },
-    /// The backend could not be reached (DNS, connect, TLS, dropped connection, no credentials).
+    /// The backend could not be reached or did not answer usably (DNS, connect, TLS, a dropped
+    /// connection, an unreadable answer). `detail` goes to the log, never to the caller.
     #[error("{operation} failed: {detail}")]
     Unreachable {
+        operation: &'static str,
+        detail: String,
+    },
+    /// The request could not be sent at all: no credentials, region or endpoint could be
+    /// resolved. `detail` (the SDK's account of every provider it tried) goes to the log only.
+    #[error("{operation} could not be sent: {detail}")]
+    NotSent {
         operation: &'static str,
         detail: String,
     },
@@ -88,7 +96,7 @@ impl Error {
     /// served (stale-if-error) and the call retried later.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Timeout { .. } | Error::Unreachable { .. } => true,
+            Error::Timeout { .. } | Error::Unreachable { .. } | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
                 matches!(
                     kind,
@@ -127,6 +135,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
+            Error::NotSent { .. } => "not_sent",
         }
     }
 
@@ -142,7 +151,7 @@ impl Error {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::Unreachable { .. } | Error::NotSent { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -155,14 +164,26 @@ impl Error {
             Error::TooManyConnections(_) => "TooManyRequestsException",
             Error::Service { code, .. } => code,
             Error::Timeout { .. } => "GatewayTimeoutException",
-            Error::Unreachable { .. } => "BadGatewayException",
+            Error::Unreachable { .. } | Error::NotSent { .. } => "BadGatewayException",
         }
     }
 
-    /// The JSON body: `{"__type": "...", "message": "..."}`.
+    /// The JSON body: `{"__type": "...", "message": "..."}`. For a backend that could not be
+    /// reached or asked, a short, stable message that says which class of failure and where to
+    /// look; the SDK's own account (addresses, providers tried, environment) stays in the log.
     pub fn body(&self) -> Bytes {
         let message = match self {
             Error::Service { message, .. } => message.clone(),
+            Error::Unreachable { operation, .. } => format!(
+                "{operation}: no usable answer from AWS (the connection failed or was cut, or \
+                 the agent is stopping); check the network path to the AWS endpoint. The \
+                 agent's log has the cause"
+            ),
+            Error::NotSent { operation, .. } => format!(
+                "{operation}: the request could not be sent to AWS because no credentials, \
+                 region or endpoint could be resolved; check the role of the task or function \
+                 and the AWS settings. The agent's log has the cause"
+            ),
             other => other.to_string(),
         };
         let body = Body {
@@ -216,5 +237,50 @@ mod tests {
         };
         assert!(down.is_transient());
         assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn unreachable_bodies_are_short_and_keep_the_detail_out() {
+        let detail = "dispatch failure: io error: client error (Connect): tcp connect error: \
+                      Connection refused (os error 111); hyper_util::client::legacy::Error";
+        for (err, class) in [
+            (
+                Error::Unreachable {
+                    operation: "GetSecretValue",
+                    detail: detail.into(),
+                },
+                "connection failed",
+            ),
+            (
+                Error::NotSent {
+                    operation: "GetSecretValue",
+                    detail: "the credential provider was not enabled: EnvironmentVariable... \
+                             ImdsCredentialsProvider..."
+                        .into(),
+                },
+                "no credentials",
+            ),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+            assert_eq!(v["__type"], "BadGatewayException");
+            let msg = v["message"].as_str().unwrap();
+            assert!(msg.starts_with("GetSecretValue: "), "{msg}");
+            assert!(msg.contains(class), "{msg}");
+            assert!(msg.contains("log"), "{msg}");
+            for leak in ["hyper", "dispatch", "os error", "Provider", "Environment"] {
+                assert!(!msg.contains(leak), "{msg}");
+            }
+            // The log line (Display) keeps the detail.
+            assert!(err.to_string().contains(&err_detail(&err)));
+            assert!(err.is_transient());
+            assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        }
+    }
+
+    fn err_detail(e: &Error) -> String {
+        match e {
+            Error::Unreachable { detail, .. } | Error::NotSent { detail, .. } => detail.clone(),
+            _ => String::new(),
+        }
     }
 }

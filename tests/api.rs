@@ -306,6 +306,19 @@ async fn backend_unreachable_is_502_and_timeout_is_504() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
     assert_eq!(r.json()["__type"], "BadGatewayException");
+    // A short, stable message: the class of failure and where to look, not the SDK's dump.
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("GetSecretValue: "), "{message}");
+    assert!(message.contains("agent's log"), "{message}");
+    for internal in [
+        "hyper",
+        "dispatch",
+        "io error",
+        "connection closed",
+        "127.0.0.1",
+    ] {
+        assert!(!message.contains(internal), "{message}");
+    }
 
     agent
         .proxy

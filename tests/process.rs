@@ -387,6 +387,39 @@ fn bad_flags_exit_64_and_an_empty_config_variable_is_the_default() {
     agent.wait_for_log("secrets-agent is serving");
 }
 
+/// With no AWS credentials anywhere, a read gets a short 502 that says so; the SDK's account of
+/// every provider it tried goes to the log only.
+#[tokio::test]
+async fn no_credentials_give_a_short_502_and_the_detail_in_the_log() {
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let r = get(
+        &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=any"),
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["__type"], "BadGatewayException");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("no credentials"), "{message}");
+    assert!(r.body.len() < 400, "{} bytes: {message}", r.body.len());
+    for internal in ["Environment", "Profile", "IMDS", "AWS_", "provider"] {
+        assert!(!message.contains(internal), "{message}");
+    }
+    agent.wait_for_log("request failed");
+    let log = agent.log.lock().unwrap().clone();
+    assert!(log.contains("could not be sent"), "{log}");
+}
+
 #[test]
 fn no_token_exits_64_and_says_how_to_give_one() {
     let (code, err) = run_to_end(command("http://127.0.0.1:9"));
