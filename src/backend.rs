@@ -485,7 +485,7 @@ impl Backend for AwsBackend {
             let mut answered = match self.batch(chunk).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(error = %e, "BatchGetSecretValue failed; fetching one by one");
+                    tracing::debug!(error = ?e.to_string(), "BatchGetSecretValue failed; fetching one by one");
                     Vec::new()
                 }
             };

@@ -89,11 +89,11 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
     }
     match &source {
         TokenSource::Env(var) => {
-            tracing::info!(from = %var, "SSRF token taken from the environment")
+            tracing::info!(from = ?var, "SSRF token taken from the environment")
         }
-        TokenSource::File(path) => tracing::info!(file = %path, "SSRF token read from file"),
+        TokenSource::File(path) => tracing::info!(file = ?path, "SSRF token read from file"),
         TokenSource::Generated(path) => {
-            tracing::info!(file = %path, "SSRF token generated and written (mode 0444)")
+            tracing::info!(file = ?path, "SSRF token generated and written (mode 0444)")
         }
     }
     let metrics = Arc::new(Metrics::default());

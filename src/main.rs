@@ -76,7 +76,8 @@ fn main() -> ExitCode {
     if let Ok(c) = &config {
         logging::init(c, &env, lambda_mode);
         for w in &c.warnings {
-            tracing::warn!("{w}");
+            // Warnings name environment variables, whose names may hold any character.
+            tracing::warn!("{}", w.escape_debug());
         }
     } else {
         logging::init(&Config::default(), &env, lambda_mode);

@@ -94,10 +94,13 @@ impl<B: Backend> App<B> {
         match self.route(&req).await {
             Ok(resp) => resp,
             Err(e) => {
+                // Debug form (`?`): ids and parameter names come percent-decoded from the
+                // request, so control characters are escaped, never written raw to the log.
+                let path = req.uri().path();
                 if e.status().is_server_error() {
-                    tracing::warn!(path = req.uri().path(), error = %e, "request failed");
+                    tracing::warn!(path = ?path, error = ?e.to_string(), "request failed");
                 } else {
-                    tracing::debug!(path = req.uri().path(), error = %e, "request refused");
+                    tracing::debug!(path = ?path, error = ?e.to_string(), "request refused");
                 }
                 error_response(&e)
             }

@@ -420,6 +420,57 @@ async fn no_credentials_give_a_short_502_and_the_detail_in_the_log() {
     assert!(log.contains("could not be sent"), "{log}");
 }
 
+/// Ids and query-parameter names arrive percent-decoded; in the log they are escaped, so `%0A`
+/// cannot forge a log line and ESC sequences never reach a terminal. Text and JSON formats.
+#[tokio::test]
+async fn request_text_is_escaped_in_the_log() {
+    for format in ["text", "json"] {
+        let port = free_port();
+        let mut cmd = command("http://127.0.0.1:9");
+        cmd.env("AWS_TOKEN", TOKEN)
+            .env("SECRETS_AGENT_LOG_FORMAT", format)
+            .env("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+            .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+        let agent = Running::spawn(cmd);
+        agent.wait_for_log("secrets-agent is serving");
+        let base = format!("http://127.0.0.1:{port}");
+        let token = [("X-Aws-Parameters-Secrets-Token", TOKEN)];
+        // Backend down: WARN lines that carry the id.
+        let r = get(
+            &format!("{base}/secretsmanager/get?secretId=a%0Aforged-by-id%1B%5B31m"),
+            &token,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{format}");
+        let r = get(&format!("{base}/v1/b%0D%0Aforged-by-path%07"), &token).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{format}");
+        // A refused request: a DEBUG line that carries the parameter name.
+        let r = get(
+            &format!("{base}/secretsmanager/get?secretId=c&x%0Aforged-by-name=1"),
+            &token,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{format}");
+        agent.wait_for_log("request refused");
+        let log = agent.log.lock().unwrap().clone();
+        for line in log.lines() {
+            assert!(!line.starts_with("forged"), "{format}: forged line:\n{log}");
+            if format == "json" {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            }
+        }
+        assert!(
+            !log.contains(['\u{1b}', '\u{7}', '\r']),
+            "{format}: raw control characters:\n{log:?}"
+        );
+        // Still findable, escaped.
+        assert!(log.contains("forged-by-id"), "{format}:\n{log}");
+        assert!(log.contains("forged-by-path"), "{format}:\n{log}");
+        assert!(log.contains("forged-by-name"), "{format}:\n{log}");
+    }
+}
+
 #[test]
 fn no_token_exits_64_and_says_how_to_give_one() {
     let (code, err) = run_to_end(command("http://127.0.0.1:9"));
