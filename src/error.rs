@@ -24,6 +24,18 @@ pub enum Error {
     /// The route exists but only answers GET.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request is not valid HTTP/1.1 (hyper refused to parse it).
+    #[error(
+        "the request is not valid HTTP/1.1 (a malformed request line or header, conflicting \
+         Content-Length, a folded header line, or a control character); send a plain GET request"
+    )]
+    MalformedRequest,
+    /// The request head has more than 100 header fields or more than 16 KiB of headers.
+    #[error("request headers too large: send at most 100 header fields and 16 KiB in all")]
+    HeadersTooLarge,
+    /// The request line does not fit in the 16 KiB head buffer.
+    #[error("request target too long: the request line must fit in 16 KiB")]
+    TargetTooLong,
     /// More connections than `max_conn` are open.
     #[error("too many connections: the agent serves at most {0} at once; retry shortly")]
     TooManyConnections(usize),
@@ -125,6 +137,9 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::MalformedRequest => "malformed_request",
+            Error::HeadersTooLarge => "headers_too_large",
+            Error::TargetTooLong => "target_too_long",
             Error::TooManyConnections(_) => "too_many_connections",
             Error::Service { kind, .. } => match kind {
                 ServiceErrorKind::NotFound => "not_found",
@@ -146,6 +161,9 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MalformedRequest => StatusCode::BAD_REQUEST,
+            Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::TargetTooLong => StatusCode::URI_TOO_LONG,
             Error::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Service { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -161,6 +179,9 @@ impl Error {
             Error::Forbidden(_) => "AccessDeniedException",
             Error::RouteNotFound(_) => "NotFoundException",
             Error::MethodNotAllowed(_) => "MethodNotAllowedException",
+            Error::MalformedRequest => "InvalidRequestException",
+            Error::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
+            Error::TargetTooLong => "UriTooLongException",
             Error::TooManyConnections(_) => "TooManyRequestsException",
             Error::Service { code, .. } => code,
             Error::Timeout { .. } => "GatewayTimeoutException",

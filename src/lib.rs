@@ -2,7 +2,8 @@
 //! loopback HTTP port, as a Lambda extension or a container sidecar.
 //!
 //! Where things are:
-//! - `server`: the route table, auth and the connection loop.
+//! - `server`: the route table, auth and the connection loop; `rejection`: requests hyper
+//!   refuses itself, answered in JSON.
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
@@ -19,6 +20,7 @@ pub mod lambda;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod rejection;
 pub mod server;
 pub mod shutdown;
 pub mod sidecar;

@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::conn::{Busy, Timed};
 use crate::error::Error;
 use crate::listener::Listener;
+use crate::rejection::JsonRejections;
 use crate::token::Token;
 
 pub type Body = Full<Bytes>;
@@ -399,7 +400,7 @@ pub async fn serve<B: Backend>(
                 let io = Timed::new(stream, busy.clone(), app.header_timeout, IDLE_TIMEOUT);
                 let app = app.clone();
                 let conn = builder().serve_connection(
-                    TokioIo::new(io),
+                    TokioIo::new(JsonRejections::new(io)),
                     service_fn(move |req: Request<Incoming>| {
                         let app = app.clone();
                         let guard = busy.enter();
@@ -462,7 +463,9 @@ fn refuse(
                 .insert(CONNECTION, HeaderValue::from_static("close"));
             Ok::<_, Infallible>(resp)
         });
-        let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+        let _ = b
+            .serve_connection(TokioIo::new(JsonRejections::new(stream)), svc)
+            .await;
     }
 }
 

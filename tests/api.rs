@@ -492,24 +492,89 @@ async fn connections_past_max_conn_get_429() {
     agent.stop().await;
 }
 
-#[tokio::test]
-async fn oversized_request_head_is_refused() {
-    let agent = TestAgent::start(|_| {}).await;
-    let long = "a".repeat(64 * 1024);
-    let addr = agent.base.trim_start_matches("http://").to_string();
+/// Sends raw bytes on a fresh connection and reads until the agent closes it.
+async fn raw_exchange(agent: &TestAgent, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = agent.base.trim_start_matches("http://").to_string();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!("GET /secretsmanager/get?secretId={long} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let _ = s.write_all(req.as_bytes()).await;
+    let _ = s.write_all(request).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    let head = String::from_utf8_lossy(&buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Requests hyper refuses before our handler sees them get JSON errors too, and an over-long
+/// request target is 414.
+#[tokio::test]
+async fn requests_the_parser_refuses_get_json_errors() {
+    let agent = TestAgent::start(|_| {}).await;
+    let many_headers: String = (0..101).map(|i| format!("X-H{i}: a\r\n")).collect();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "GET /ping HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            "GET /ping HTTP/1.1\r\nX-A: a\r\n folded\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            "GET /pi\0ng HTTP/1.1\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            format!("GET /ping HTTP/1.1\r\n{many_headers}\r\n"),
+            "431",
+            "RequestHeaderFieldsTooLargeException",
+        ),
+        (
+            format!(
+                "GET /ping HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(17_000)
+            ),
+            "431",
+            "RequestHeaderFieldsTooLargeException",
+        ),
+        (
+            format!(
+                "GET /secretsmanager/get?secretId={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            "414",
+            "UriTooLongException",
+        ),
+    ];
+    for (request, status, kind) in &cases {
+        let shown = &request[..request.len().min(60)];
+        let reply = raw_exchange(&agent, request.as_bytes()).await;
+        let (head, body) = reply
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{shown:?}: no answer: {reply:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{shown:?}: {head}"
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{shown:?}: not JSON ({e}): {body:?}"));
+        assert_eq!(v["__type"], *kind, "{shown:?}");
+        assert!(v["message"].as_str().unwrap().len() > 20, "{v}");
+    }
+    // In a pipelined batch, the good request is answered and the bad one gets JSON.
+    let reply = raw_exchange(
+        &agent,
+        b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let second = &reply[reply.find("healthy").unwrap() + "healthy".len()..];
+    assert!(second.starts_with("HTTP/1.1 400 "), "{reply}");
     assert!(
-        head.is_empty()
-            || head.starts_with("HTTP/1.1 431")
-            || head.starts_with("HTTP/1.1 414")
-            || head.starts_with("HTTP/1.1 400"),
-        "{head}"
+        second.contains("\"__type\":\"InvalidRequestException\""),
+        "{reply}"
     );
     // The agent still serves others.
     assert_eq!(
