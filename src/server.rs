@@ -13,8 +13,10 @@
 //! configured header → 403; method not GET → 405 with `Allow: GET`; unknown route → 404; a missing,
 //! unknown, repeated or malformed query parameter → 400 naming it. Past `max_conn` open
 //! connections a new connection gets 429 and is closed. Backend errors keep AWS's code and status;
-//! unreachable → 502, timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`.
-//! Every error body is `{"__type": ..., "message": ...}` with `Content-Type: application/json`.
+//! unreachable or not sent → 502 (a short message; the SDK's detail goes to the log), timeout →
+//! 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`. Every error body is
+//! `{"__type": ..., "message": ...}` with `Content-Type: application/json`, also for the requests
+//! hyper refuses itself (400, 431, and 414 for an over-long target; see `rejection`).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
