@@ -238,10 +238,13 @@ fn write_token_file(path: &Path, token: &Token) -> Result<(), TokenError> {
         .unwrap_or_else(|| "token".into());
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        // `create_new` fails on anything already there, a link included; owner-only until the
+        // token is complete, so nobody else can open it for writing meanwhile.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(token.0.as_bytes())?;
         f.sync_all()?;
         set_read_only(&tmp)?;
