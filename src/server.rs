@@ -49,12 +49,16 @@ use crate::token::Token;
 pub type Body = Full<Bytes>;
 
 // Header names built once, not parsed from a string on every request.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-/// Headers a proxy adds when it forwards a request: any of them means the request did not come
-/// straight from a process on this host (the SSRF guard).
-const FORWARDING_HEADERS: [HeaderName; 3] = [X_FORWARDED_FOR, FORWARDED, X_REAL_IP];
+/// Headers a proxy adds when it forwards a request, with their usual spelling for messages: any
+/// of them means the request did not come straight from a process on this host (the SSRF guard).
+const FORWARDING_HEADERS: [(HeaderName, &str); 3] = [
+    (
+        HeaderName::from_static("x-forwarded-for"),
+        "X-Forwarded-For",
+    ),
+    (HeaderName::from_static("forwarded"), "Forwarded"),
+    (HeaderName::from_static("x-real-ip"), "X-Real-IP"),
+];
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Largest request head (request line and headers) we read.
@@ -117,16 +121,19 @@ impl<B: Backend> App<B> {
         // after the token, so a request without the token learns nothing about the routes.
         let ping = path == "/ping";
         if !ping {
-            if let Some(name) = FORWARDING_HEADERS
-                .iter()
-                .find(|h| req.headers().contains_key(*h))
-            {
+            // One pass over the request's few headers, not one lookup per forwarding header.
+            let forwarded = req.headers().keys().find_map(|k| {
+                FORWARDING_HEADERS
+                    .iter()
+                    .find(|(h, _)| h == k)
+                    .map(|(_, shown)| *shown)
+            });
+            if let Some(shown) = forwarded {
                 return Err(Error::BadRequest {
                     code: "InvalidRequestException",
                     message: format!(
-                        "{} header is not allowed: the agent only serves requests made \
-                         directly from this host, not through a proxy",
-                        forwarding_header_name(name)
+                        "{shown} header is not allowed: the agent only serves requests made \
+                         directly from this host, not through a proxy"
                     ),
                 });
             }
@@ -302,17 +309,6 @@ impl<'a> Query<'a> {
                 "query parameter {name} = {v:?}: must be true or false (or 1 or 0)"
             ))),
         }
-    }
-}
-
-/// The usual spelling of a forwarding header, for messages.
-fn forwarding_header_name(h: &HeaderName) -> &'static str {
-    if *h == X_FORWARDED_FOR {
-        "X-Forwarded-For"
-    } else if *h == FORWARDED {
-        "Forwarded"
-    } else {
-        "X-Real-IP"
     }
 }
 
