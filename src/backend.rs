@@ -485,7 +485,10 @@ impl Backend for AwsBackend {
             let mut answered = match self.batch(chunk).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(error = ?e.to_string(), "BatchGetSecretValue failed; fetching one by one");
+                    tracing::debug!(
+                        error = ?e.to_string(),
+                        "BatchGetSecretValue failed; fetching one by one"
+                    );
                     Vec::new()
                 }
             };
@@ -532,17 +535,22 @@ where
         // SDK reports those as a dispatch failure of kind "other"), or the request not built.
         SdkError::DispatchFailure(f) if !(f.is_io() || f.is_timeout()) => Error::NotSent {
             operation,
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            detail: detail(&err),
         },
         SdkError::ConstructionFailure(_) => Error::NotSent {
             operation,
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            detail: detail(&err),
         },
         _ => Error::Unreachable {
             operation,
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            detail: detail(&err),
         },
     }
+}
+
+/// The SDK's whole account of an error, for the log (never for a response body).
+fn detail(err: &(dyn std::error::Error + 'static)) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
 
 fn kind_for_code(code: &str, status: u16) -> ServiceErrorKind {
