@@ -485,7 +485,10 @@ impl Backend for AwsBackend {
             let mut answered = match self.batch(chunk).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(error = %e, "BatchGetSecretValue failed; fetching one by one");
+                    tracing::debug!(
+                        error = ?e.to_string(),
+                        "BatchGetSecretValue failed; fetching one by one"
+                    );
                     Vec::new()
                 }
             };
@@ -528,15 +531,26 @@ where
             operation,
             millis: timeout.as_millis() as u64,
         },
-        SdkError::ConstructionFailure(_) => Error::bad_request(format!(
-            "{operation} could not be built: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        )),
+        // Not a network failure: credentials, region or endpoint could not be resolved (the
+        // SDK reports those as a dispatch failure of kind "other"), or the request not built.
+        SdkError::DispatchFailure(f) if !(f.is_io() || f.is_timeout()) => Error::NotSent {
+            operation,
+            detail: detail(&err),
+        },
+        SdkError::ConstructionFailure(_) => Error::NotSent {
+            operation,
+            detail: detail(&err),
+        },
         _ => Error::Unreachable {
             operation,
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            detail: detail(&err),
         },
     }
+}
+
+/// The SDK's whole account of an error, for the log (never for a response body).
+fn detail(err: &(dyn std::error::Error + 'static)) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
 
 /// The class of an AWS error code (also used for the agent's own JSON error bodies).

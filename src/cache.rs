@@ -392,7 +392,7 @@ impl<B: Backend> Cache<B> {
                     },
                 };
                 if slot.failure.take().is_some() {
-                    tracing::info!(id = %key.id, "backend recovered; serving fresh values again");
+                    tracing::info!(id = ?key.id, "backend recovered; serving fresh values again");
                 }
                 slot.negative = None;
                 let stored = Stored {
@@ -408,9 +408,10 @@ impl<B: Backend> Cache<B> {
                 let count = slot.failure.as_ref().map_or(0, |f| f.count) + 1;
                 let delay = backoff(s.backoff_base, s.backoff_cap, count);
                 // One log line per backoff step, not one per request.
+                // Ids and errors in Debug form: escaped, as they may carry request text.
                 tracing::warn!(
-                    id = %key.id,
-                    error = %e,
+                    id = ?key.id,
+                    error = ?e.to_string(),
                     attempt = count,
                     retry_in_ms = delay.as_millis() as u64,
                     "backend call failed; serving the cached value where there is one"
@@ -473,7 +474,7 @@ impl<B: Backend> Cache<B> {
                         }),
                     };
                     if let Err(e) = &result {
-                        tracing::warn!(secret_id = %id, error = %e, "prefetch failed");
+                        tracing::warn!(secret_id = ?id, error = ?e.to_string(), "prefetch failed");
                     }
                     let outcome = cache.finish(&key, &marker, result, None);
                     let _ = tx.send(Some(outcome));
@@ -486,7 +487,7 @@ impl<B: Backend> Cache<B> {
                 tokio::time::sleep(delay).await;
                 let key = Key::parameter(name.clone(), None, None, true);
                 if let Err(e) = cache.get(key, false).await {
-                    tracing::warn!(parameter = %name, error = %e, "prefetch failed");
+                    tracing::warn!(parameter = ?name, error = ?e.to_string(), "prefetch failed");
                 }
             });
         }

@@ -169,7 +169,8 @@ impl Default for Config {
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub listen: Option<String>,
-    pub port: Option<u16>,
+    /// As given on the command line; checked with the other settings.
+    pub port: Option<String>,
     pub token_file: Option<PathBuf>,
 }
 
@@ -435,10 +436,21 @@ impl Config {
     /// Builds the configuration from the environment and command-line overrides, reading the
     /// TOML file they name (`--config` or `SECRETS_AGENT_CONFIG`).
     pub fn load(overrides: &Overrides, env: &Env) -> Result<Config, ConfigError> {
-        let path = overrides
+        if overrides
             .config_file
-            .clone()
-            .or_else(|| env.get("SECRETS_AGENT_CONFIG").map(PathBuf::from));
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError(vec![
+                "--config is empty: give the path of a TOML file, or leave the flag out".into(),
+            ]));
+        }
+        // An empty variable means the default (no file), as for every other variable.
+        let path = overrides.config_file.clone().or_else(|| {
+            env.get("SECRETS_AGENT_CONFIG")
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from)
+        });
         let text = match &path {
             Some(p) => match std::fs::read_to_string(p) {
                 Ok(t) => Some(t),
@@ -474,11 +486,11 @@ impl Config {
                 raw: Raw::Str(listen.clone()),
             });
         }
-        if let Some(port) = overrides.port {
+        if let Some(port) = &overrides.port {
             settings.push(Setting {
                 key: "http_port".into(),
                 shown: "--port".into(),
-                raw: Raw::Int(port.into()),
+                raw: Raw::Str(port.clone()),
             });
         }
         if let Some(token_file) = &overrides.token_file {
@@ -1081,7 +1093,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:2802");
         assert_eq!(c.secrets_ttl, Duration::from_secs(10));
         let overrides = Overrides {
-            port: Some(2803),
+            port: Some("2803".into()),
             ..Overrides::default()
         };
         let c = Config::from_sources(
@@ -1091,6 +1103,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:2803");
+    }
+
+    #[test]
+    fn a_bad_port_flag_is_reported_like_any_setting() {
+        for bad in ["70000", "abc", "0", ""] {
+            let overrides = Overrides {
+                port: Some(bad.into()),
+                ..Overrides::default()
+            };
+            let err = Config::from_sources(None, &overrides, &env(&[])).unwrap_err();
+            assert_eq!(
+                err.0,
+                vec![format!(
+                    "--port = {bad:?}: must be a whole number from 1 to 65535"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_config_variable_means_no_file() {
+        let c = Config::load(
+            &Overrides::default(),
+            &env(&[("SECRETS_AGENT_CONFIG", ""), ("SECRETS_MANAGER_TTL", "7")]),
+        )
+        .unwrap();
+        assert_eq!(c.secrets_ttl, Duration::from_secs(7));
+        let overrides = Overrides {
+            config_file: Some(PathBuf::new()),
+            ..Overrides::default()
+        };
+        let err = Config::load(&overrides, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("--config is empty"), "{err}");
     }
 
     #[test]

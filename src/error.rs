@@ -24,6 +24,18 @@ pub enum Error {
     /// The route exists but only answers GET.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request is not valid HTTP/1.1 (hyper refused to parse it).
+    #[error(
+        "the request is not valid HTTP/1.1 (a malformed request line or header, conflicting \
+         Content-Length, a folded header line, or a control character); send a plain GET request"
+    )]
+    MalformedRequest,
+    /// The request head has more than 100 header fields or more than 16 KiB of headers.
+    #[error("request headers too large: send at most 100 header fields and 16 KiB in all")]
+    HeadersTooLarge,
+    /// The request line does not fit in the 16 KiB head buffer.
+    #[error("request target too long: the request line must fit in 16 KiB")]
+    TargetTooLong,
     /// More connections than `max_conn` are open.
     #[error("too many connections: the agent serves at most {0} at once; retry shortly")]
     TooManyConnections(usize),
@@ -42,9 +54,17 @@ pub enum Error {
         operation: &'static str,
         millis: u64,
     },
-    /// The backend could not be reached (DNS, connect, TLS, dropped connection, no credentials).
+    /// The backend could not be reached or did not answer usably (DNS, connect, TLS, a dropped
+    /// connection, an unreadable answer). `detail` goes to the log, never to the caller.
     #[error("{operation} failed: {detail}")]
     Unreachable {
+        operation: &'static str,
+        detail: String,
+    },
+    /// The request could not be sent at all: no credentials, region or endpoint could be
+    /// resolved. `detail` (the SDK's account of every provider it tried) goes to the log only.
+    #[error("{operation} could not be sent: {detail}")]
+    NotSent {
         operation: &'static str,
         detail: String,
     },
@@ -88,7 +108,7 @@ impl Error {
     /// served (stale-if-error) and the call retried later.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Timeout { .. } | Error::Unreachable { .. } => true,
+            Error::Timeout { .. } | Error::Unreachable { .. } | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
                 matches!(
                     kind,
@@ -117,6 +137,9 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::MalformedRequest => "malformed_request",
+            Error::HeadersTooLarge => "headers_too_large",
+            Error::TargetTooLong => "target_too_long",
             Error::TooManyConnections(_) => "too_many_connections",
             Error::Service { kind, .. } => match kind {
                 ServiceErrorKind::NotFound => "not_found",
@@ -127,6 +150,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
+            Error::NotSent { .. } => "not_sent",
         }
     }
 
@@ -137,12 +161,15 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MalformedRequest => StatusCode::BAD_REQUEST,
+            Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::TargetTooLong => StatusCode::URI_TOO_LONG,
             Error::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Service { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::Unreachable { .. } | Error::NotSent { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -152,17 +179,32 @@ impl Error {
             Error::Forbidden(_) => "AccessDeniedException",
             Error::RouteNotFound(_) => "NotFoundException",
             Error::MethodNotAllowed(_) => "MethodNotAllowedException",
+            Error::MalformedRequest => "InvalidRequestException",
+            Error::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",
+            Error::TargetTooLong => "UriTooLongException",
             Error::TooManyConnections(_) => "TooManyRequestsException",
             Error::Service { code, .. } => code,
             Error::Timeout { .. } => "GatewayTimeoutException",
-            Error::Unreachable { .. } => "BadGatewayException",
+            Error::Unreachable { .. } | Error::NotSent { .. } => "BadGatewayException",
         }
     }
 
-    /// The JSON body: `{"__type": "...", "message": "..."}`.
+    /// The JSON body: `{"__type": "...", "message": "..."}`. For a backend that could not be
+    /// reached or asked, a short, stable message that says which class of failure and where to
+    /// look; the SDK's own account (addresses, providers tried, environment) stays in the log.
     pub fn body(&self) -> Bytes {
         let message = match self {
             Error::Service { message, .. } => message.clone(),
+            Error::Unreachable { operation, .. } => format!(
+                "{operation}: no usable answer from AWS (the connection failed or was cut, or \
+                 the agent is stopping); check the network path to the AWS endpoint. The \
+                 agent's log has the cause"
+            ),
+            Error::NotSent { operation, .. } => format!(
+                "{operation}: the request could not be sent to AWS because no credentials, \
+                 region or endpoint could be resolved; check the role of the task or function \
+                 and the AWS settings. The agent's log has the cause"
+            ),
             other => other.to_string(),
         };
         let body = Body {
@@ -216,5 +258,50 @@ mod tests {
         };
         assert!(down.is_transient());
         assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn unreachable_bodies_are_short_and_keep_the_detail_out() {
+        let detail = "dispatch failure: io error: client error (Connect): tcp connect error: \
+                      Connection refused (os error 111); hyper_util::client::legacy::Error";
+        for (err, class) in [
+            (
+                Error::Unreachable {
+                    operation: "GetSecretValue",
+                    detail: detail.into(),
+                },
+                "connection failed",
+            ),
+            (
+                Error::NotSent {
+                    operation: "GetSecretValue",
+                    detail: "the credential provider was not enabled: EnvironmentVariable... \
+                             ImdsCredentialsProvider..."
+                        .into(),
+                },
+                "no credentials",
+            ),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+            assert_eq!(v["__type"], "BadGatewayException");
+            let msg = v["message"].as_str().unwrap();
+            assert!(msg.starts_with("GetSecretValue: "), "{msg}");
+            assert!(msg.contains(class), "{msg}");
+            assert!(msg.contains("log"), "{msg}");
+            for leak in ["hyper", "dispatch", "os error", "Provider", "Environment"] {
+                assert!(!msg.contains(leak), "{msg}");
+            }
+            // The log line (Display) keeps the detail.
+            assert!(err.to_string().contains(&err_detail(&err)));
+            assert!(err.is_transient());
+            assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        }
+    }
+
+    fn err_detail(e: &Error) -> String {
+        match e {
+            Error::Unreachable { detail, .. } | Error::NotSent { detail, .. } => detail.clone(),
+            _ => String::new(),
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! loopback HTTP port, as a Lambda extension or a container sidecar.
 //!
 //! Where things are:
-//! - `server`: the route table, auth and the connection loop.
+//! - `server`: the route table, auth and the connection loop; `rejection`: requests hyper
+//!   refuses itself, answered in JSON.
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
@@ -21,6 +22,7 @@ pub mod lambda;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod rejection;
 pub mod server;
 pub mod shutdown;
 pub mod sidecar;
@@ -91,11 +93,11 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
     }
     match &source {
         TokenSource::Env(var) => {
-            tracing::info!(from = %var, "SSRF token taken from the environment")
+            tracing::info!(from = ?var, "SSRF token taken from the environment")
         }
-        TokenSource::File(path) => tracing::info!(file = %path, "SSRF token read from file"),
+        TokenSource::File(path) => tracing::info!(file = ?path, "SSRF token read from file"),
         TokenSource::Generated(path) => {
-            tracing::info!(file = %path, "SSRF token generated and written (mode 0444)")
+            tracing::info!(file = ?path, "SSRF token generated and written (mode 0444)")
         }
     }
     let metrics = Arc::new(Metrics::default());

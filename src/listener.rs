@@ -10,7 +10,14 @@ use crate::config::Listen;
 pub enum Listener {
     Tcp(TcpListener),
     #[cfg(unix)]
-    Unix(tokio::net::UnixListener, std::path::PathBuf),
+    Unix(tokio::net::UnixListener, SocketFile),
+}
+
+/// The socket file we created: its path, and its identity so that only it is removed at exit.
+#[cfg(unix)]
+pub struct SocketFile {
+    path: std::path::PathBuf,
+    id: Option<(u64, u64)>,
 }
 
 /// An accepted connection.
@@ -21,20 +28,26 @@ pub enum Stream {
 }
 
 impl Listener {
-    /// Binds where the configuration says. A Unix socket is created owner-only (0600), and a
-    /// stale socket file from an earlier run is replaced.
+    /// Binds where the configuration says. A Unix socket is created owner-only (0600). What is
+    /// already at its path is removed only when it is a socket nobody listens on (left by an
+    /// earlier run); anything else (a file, a folder, a link, a live socket) is refused.
     pub async fn bind(listen: &Listen) -> io::Result<Listener> {
         match listen {
             Listen::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
             #[cfg(unix)]
             Listen::Unix(path) => {
                 use std::os::unix::fs::PermissionsExt;
-                if path.exists() {
-                    std::fs::remove_file(path)?;
-                }
+                remove_stale_socket(path)?;
                 let l = tokio::net::UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-                Ok(Listener::Unix(l, path.clone()))
+                let id = socket_id(path);
+                Ok(Listener::Unix(
+                    l,
+                    SocketFile {
+                        path: path.clone(),
+                        id,
+                    },
+                ))
             }
             #[cfg(not(unix))]
             Listen::Unix(_) => Err(io::Error::new(
@@ -52,7 +65,7 @@ impl Listener {
                 Err(_) => Listen::Unix("?".into()),
             },
             #[cfg(unix)]
-            Listener::Unix(_, path) => Listen::Unix(path.clone()),
+            Listener::Unix(_, file) => Listen::Unix(file.path.clone()),
         }
     }
 
@@ -69,11 +82,60 @@ impl Listener {
     }
 }
 
+/// Removes a socket file left at `path` by an earlier run; refuses anything else.
+#[cfg(unix)]
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let kind = meta.file_type();
+    let refuse = |what: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} is {what}; the agent replaces only a socket file left by an earlier run. \
+                 Remove it or choose another path",
+                path.display()
+            ),
+        ))
+    };
+    if !kind.is_socket() {
+        return refuse(if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a folder"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        });
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return refuse("a socket another process is listening on");
+    }
+    std::fs::remove_file(path)
+}
+
+/// Device and inode of the file at `path` (not following a link).
+#[cfg(unix)]
+fn socket_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 #[cfg(unix)]
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
+        // Only the socket this listener created: not a file another agent has bound since.
+        if let Listener::Unix(_, file) = self {
+            if file.id.is_some() && socket_id(&file.path) == file.id {
+                let _ = std::fs::remove_file(&file.path);
+            }
         }
     }
 }
@@ -125,5 +187,62 @@ impl AsyncWrite for Stream {
             #[cfg(unix)]
             Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn bind_at(path: &std::path::Path) -> io::Result<Listener> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        rt.block_on(Listener::bind(&Listen::Unix(path.to_path_buf())))
+    }
+
+    #[test]
+    fn unix_socket_replaces_only_a_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("sa-listen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+
+        // A socket left by a run that died (nobody listens): replaced.
+        let stale = dir.join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(stale.exists());
+        let l = bind_at(&stale).unwrap();
+        drop(l);
+        assert!(!stale.exists(), "removed at exit");
+
+        // A regular file, a folder, a link or a live socket: refused and left alone.
+        let file = dir.join("file");
+        std::fs::write(&file, "keep me").unwrap();
+        let folder = dir.join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&stale, &link).unwrap();
+        let live = dir.join("live.sock");
+        let _other = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        for (path, what) in [
+            (&file, "a regular file"),
+            (&folder, "a folder"),
+            (&link, "a symbolic link"),
+            (&live, "listening"),
+        ] {
+            let Err(err) = bind_at(path) else {
+                panic!("{} was replaced", path.display())
+            };
+            let msg = err.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains(what), "{msg}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        assert!(folder.is_dir());
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        assert!(std::os::unix::net::UnixStream::connect(&live).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

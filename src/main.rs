@@ -22,9 +22,10 @@ struct Cli {
     /// Listen address: 127.0.0.1, ::1, ADDR:PORT or unix:/path (also SECRETS_AGENT_LISTEN).
     #[arg(long, global = true)]
     listen: Option<String>,
-    /// Port (also http_port, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT).
+    /// Port (also http_port, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT). Checked with the other
+    /// settings, so a bad value is reported like them (exit 64).
     #[arg(long, global = true)]
-    port: Option<u16>,
+    port: Option<String>,
     /// Generate a random token and write it to this file, mode 0444 (also SECRETS_AGENT_TOKEN_FILE).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -42,7 +43,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; a usage error is EX_USAGE, as
+        // every other bad setting.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // Variables that are not UTF-8 are none of ours; `exec` passes them on untouched.
     let vars: Vec<_> = std::env::vars_os().collect();
     let env: Env = vars
@@ -79,7 +92,8 @@ fn main() -> ExitCode {
     if let Ok(c) = &config {
         logging::init(c, &env, lambda_mode);
         for w in &c.warnings {
-            tracing::warn!("{w}");
+            // Warnings name environment variables, whose names may hold any character.
+            tracing::warn!("{}", w.escape_debug());
         }
     } else {
         logging::init(&Config::default(), &env, lambda_mode);

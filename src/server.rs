@@ -8,12 +8,15 @@
 //! | `GET /systemsmanager/parameters/get?name=N[&version=V or &label=L][&withDecryption=true]` | 200 `{"Parameter": {...}}` |
 //! | `GET /metrics` | 200 Prometheus text |
 //!
-//! Checks, in order: `X-Forwarded-For` present → 400; method not GET → 405; token missing or
-//! wrong in every configured header → 403 (not for `/ping`); unknown route → 404; a missing,
+//! Checks, in order (the AWS agent's): except for `/ping`, a forwarding header
+//! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) → 400 and a token missing or wrong in every
+//! configured header → 403; method not GET → 405 with `Allow: GET`; unknown route → 404; a missing,
 //! unknown, repeated or malformed query parameter → 400 naming it. Past `max_conn` open
 //! connections a new connection gets 429 and is closed. Backend errors keep AWS's code and status;
-//! unreachable → 502, timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`.
-//! Every error body is `{"__type": ..., "message": ...}` with `Content-Type: application/json`.
+//! unreachable or not sent → 502 (a short message; the SDK's detail goes to the log), timeout →
+//! 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`. Every error body is
+//! `{"__type": ..., "message": ...}` with `Content-Type: application/json`, also for the requests
+//! hyper refuses itself (400, 431, and 414 for an over-long target; see `rejection`).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -22,7 +25,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AGE, CONNECTION, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AGE, ALLOW, CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -40,12 +43,22 @@ use crate::config::Config;
 use crate::conn::{Busy, Timed};
 use crate::error::Error;
 use crate::listener::Listener;
+use crate::rejection::JsonRejections;
 use crate::token::Token;
 
 pub type Body = Full<Bytes>;
 
 // Header names built once, not parsed from a string on every request.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Headers a proxy adds when it forwards a request, with their usual spelling for messages: any
+/// of them means the request did not come straight from a process on this host (the SSRF guard).
+const FORWARDING_HEADERS: [(HeaderName, &str); 3] = [
+    (
+        HeaderName::from_static("x-forwarded-for"),
+        "X-Forwarded-For",
+    ),
+    (HeaderName::from_static("forwarded"), "Forwarded"),
+    (HeaderName::from_static("x-real-ip"), "X-Real-IP"),
+];
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Largest request head (request line and headers) we read.
@@ -88,10 +101,13 @@ impl<B: Backend> App<B> {
         match self.route(&req).await {
             Ok(resp) => resp,
             Err(e) => {
+                // Debug form (`?`): ids and parameter names come percent-decoded from the
+                // request, so control characters are escaped, never written raw to the log.
+                let path = req.uri().path();
                 if e.status().is_server_error() {
-                    tracing::warn!(path = req.uri().path(), error = %e, "request failed");
+                    tracing::warn!(path = ?path, error = ?e.to_string(), "request failed");
                 } else {
-                    tracing::debug!(path = req.uri().path(), error = %e, "request refused");
+                    tracing::debug!(path = ?path, error = ?e.to_string(), "request refused");
                 }
                 error_response(&e)
             }
@@ -99,13 +115,29 @@ impl<B: Backend> App<B> {
     }
 
     async fn route<T>(&self, req: &Request<T>) -> Result<Response<Body>, Error> {
-        if req.headers().contains_key(X_FORWARDED_FOR) {
-            return Err(Error::BadRequest {
-                code: "InvalidRequestException",
-                message: "X-Forwarded-For header is not allowed: the agent only serves \
-                          requests made directly from this host"
-                    .into(),
+        let path = req.uri().path();
+        // The AWS agent's order: `/ping` skips the forwarding and token checks (it reveals
+        // nothing, and health checks may pass through a local proxy); the method is checked
+        // after the token, so a request without the token learns nothing about the routes.
+        let ping = path == "/ping";
+        if !ping {
+            // One pass over the request's few headers, not one lookup per forwarding header.
+            let forwarded = req.headers().keys().find_map(|k| {
+                FORWARDING_HEADERS
+                    .iter()
+                    .find(|(h, _)| h == k)
+                    .map(|(_, shown)| *shown)
             });
+            if let Some(shown) = forwarded {
+                return Err(Error::BadRequest {
+                    code: "InvalidRequestException",
+                    message: format!(
+                        "{shown} header is not allowed: the agent only serves requests made \
+                         directly from this host, not through a proxy"
+                    ),
+                });
+            }
+            self.authorize(req)?;
         }
         if req.method() != Method::GET {
             return Err(Error::MethodNotAllowed(format!(
@@ -113,11 +145,9 @@ impl<B: Backend> App<B> {
                 req.method()
             )));
         }
-        let path = req.uri().path();
-        if path == "/ping" {
+        if ping {
             return Ok(text(StatusCode::OK, "healthy"));
         }
-        self.authorize(req)?;
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
         match path {
             "/secretsmanager/get" => {
@@ -272,10 +302,11 @@ impl<'a> Query<'a> {
     fn flag(&self, name: &str) -> Result<bool, Error> {
         match self.optional(name)? {
             None => Ok(false),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            // The AWS agent's forms: true/false in any case, or 1/0.
+            Some(v) if v == "1" || v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v == "0" || v.eq_ignore_ascii_case("false") => Ok(false),
             Some(v) => Err(Error::bad_request(format!(
-                "query parameter {name} = {v:?}: must be true or false"
+                "query parameter {name} = {v:?}: must be true or false (or 1 or 0)"
             ))),
         }
     }
@@ -307,7 +338,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// The one place an error becomes a response.
 pub fn error_response(e: &Error) -> Response<Body> {
-    response(e.status(), "application/json", e.body())
+    let mut resp = response(e.status(), "application/json", e.body());
+    if let Error::MethodNotAllowed(_) = e {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+    }
+    resp
 }
 
 fn answer_response(a: Answer) -> Response<Body> {
@@ -362,7 +398,7 @@ pub async fn serve<B: Backend>(
                 let io = Timed::new(stream, busy.clone(), app.header_timeout, IDLE_TIMEOUT);
                 let app = app.clone();
                 let conn = builder().serve_connection(
-                    TokioIo::new(io),
+                    TokioIo::new(JsonRejections::new(io)),
                     service_fn(move |req: Request<Incoming>| {
                         let app = app.clone();
                         let guard = busy.enter();
@@ -425,7 +461,9 @@ fn refuse(
                 .insert(CONNECTION, HeaderValue::from_static("close"));
             Ok::<_, Infallible>(resp)
         });
-        let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+        let _ = b
+            .serve_connection(TokioIo::new(JsonRejections::new(stream)), svc)
+            .await;
     }
 }
 
@@ -466,6 +504,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("true or false"));
+        // The AWS agent's forms.
+        for (raw, want) in [("1", true), ("0", false), ("TRUE", true), ("False", false)] {
+            let query = format!("refreshNow={raw}");
+            let q = Query::parse(&query).unwrap();
+            assert_eq!(q.flag("refreshNow").unwrap(), want, "{raw}");
+        }
+        assert!(Query::parse("refreshNow=2")
+            .unwrap()
+            .flag("refreshNow")
+            .is_err());
         let q = Query::parse("secretId=").unwrap();
         assert!(q
             .required("secretId")

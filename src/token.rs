@@ -43,6 +43,17 @@ pub enum TokenError {
     },
     #[error("SSRF token from {0} is empty; give a non-empty value")]
     Empty(String),
+    #[error(
+        "SSRF token from {0} contains a line break or another control character, which no \
+         HTTP header can carry, so every request would be refused; give a one-line token"
+    )]
+    Unsendable(String),
+    #[error(
+        "refusing to write the token to {path}: {why}. The token file is replaced only when it \
+         is a regular file that is empty or holds a token the agent wrote; choose another path \
+         (e.g. on a memory volume shared with the application) or remove what is there"
+    )]
+    UnsafePath { path: String, why: String },
     #[error("cannot write the generated token to {path}: {source}")]
     Write {
         path: String,
@@ -70,16 +81,12 @@ impl Token {
                         path: path.to_string(),
                         source,
                     })?;
-                let text = text.trim_end_matches(['\r', '\n']);
-                if text.is_empty() {
-                    return Err(TokenError::Empty(format!("{var} ({path})")));
-                }
-                return Ok((Token(text.to_string()), TokenSource::File(path.to_string())));
+                let from = format!("{var} ({path})");
+                let token = usable(&text, &from)?;
+                return Ok((token, TokenSource::File(path.to_string())));
             }
-            if value.is_empty() {
-                return Err(TokenError::Empty(var.clone()));
-            }
-            return Ok((Token(value.clone()), TokenSource::Env(var.clone())));
+            let token = usable(value, var)?;
+            return Ok((token, TokenSource::Env(var.clone())));
         }
         if let Some(path) = &config.token_file {
             let token = Token::generate()?;
@@ -121,26 +128,123 @@ impl Token {
     }
 }
 
-/// Writes the token atomically (temp file in the same folder, then rename) with mode 0444.
+/// The token as requests will carry it: surrounding whitespace trimmed, as the AWS agent does
+/// (a header value cannot carry it, so an untrimmed token would refuse every request).
+fn usable(raw: &str, from: &str) -> Result<Token, TokenError> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(TokenError::Empty(from.to_string()));
+    }
+    // A header value is visible ASCII, spaces, tabs and bytes from 0x80 up.
+    if token.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(TokenError::Unsendable(from.to_string()));
+    }
+    Ok(Token(token.to_string()))
+}
+
+/// Longest existing file taken to hold an earlier token: ours are 64 bytes.
+const MAX_OLD_TOKEN_BYTES: u64 = 1024;
+
+/// Checks that `path` may be replaced: missing, or a regular file (not a symlink, device, fifo,
+/// socket or folder) that is empty or holds a token in the form the agent writes. Its folder
+/// must exist: the agent creates none.
+fn check_replaceable(path: &Path) -> Result<(), TokenError> {
+    let refuse = |why: String| TokenError::UnsafePath {
+        path: path.display().to_string(),
+        why,
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refuse(format!("{} is not a folder", dir.display()))),
+            Err(e) => {
+                return Err(refuse(format!(
+                    "its folder {} cannot be used ({e}); the agent creates no folders",
+                    dir.display()
+                )))
+            }
+        }
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(format!("it cannot be inspected ({e})"))),
+    };
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, fifo or socket)"
+        };
+        return Err(refuse(format!("it is {what}")));
+    }
+    if meta.len() > MAX_OLD_TOKEN_BYTES || !holds_old_token(path, &meta) {
+        return Err(refuse(
+            "it is a file that does not hold a token the agent wrote".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// True when the regular file at `path` (the one `meta` describes, not a file swapped in since)
+/// is empty or holds one token of the generated form (64 hex digits).
+fn holds_old_token(path: &Path, meta: &std::fs::Metadata) -> bool {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !same_file(meta, &file) {
+        return false;
+    }
+    let mut text = String::new();
+    if file
+        .take(MAX_OLD_TOKEN_BYTES)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        return false;
+    }
+    let text = text.trim();
+    text.is_empty() || (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(unix)]
+fn same_file(meta: &std::fs::Metadata, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .is_ok_and(|m| m.is_file() && m.dev() == meta.dev() && m.ino() == meta.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_meta: &std::fs::Metadata, file: &std::fs::File) -> bool {
+    file.metadata().is_ok_and(|m| m.is_file())
+}
+
+/// Writes the token atomically (temp file in the same folder, then rename) with mode 0444,
+/// after [`check_replaceable`]. The rename replaces a directory entry and never follows a link.
 fn write_token_file(path: &Path, token: &Token) -> Result<(), TokenError> {
     let err = |source| TokenError::Write {
         path: path.display().to_string(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
+    check_replaceable(path)?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "token".into());
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        // `create_new` fails on anything already there, a link included; owner-only until the
+        // token is complete, so nobody else can open it for writing meanwhile.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(token.0.as_bytes())?;
         f.sync_all()?;
         set_read_only(&tmp)?;
@@ -222,7 +326,8 @@ mod tests {
     fn generated_token_is_written_read_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("sa-gen-{}", std::process::id()));
-        let path = dir.join("sub").join("token");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
         let config = Config {
             token_file: Some(path.clone()),
             ..Config::default()
@@ -237,6 +342,87 @@ mod tests {
         // A restart replaces the read-only file with a new token.
         let (t2, _) = Token::resolve(&config, &env(&[])).unwrap();
         assert!(!t2.matches(written.as_bytes()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_trimmed_as_the_aws_agent_does() {
+        let dir = std::env::temp_dir().join(format!("sa-trim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t");
+        std::fs::write(&path, " \t from-file \t\r\n\n").unwrap();
+        let value = format!("file://{}", path.display());
+        let (t, _) = Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", &value)])).unwrap();
+        assert!(t.matches(b"from-file"));
+        let (t, _) = Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", "  abc\t")])).unwrap();
+        assert!(t.matches(b"abc"));
+        // Only whitespace: empty.
+        std::fs::write(&path, " \n\t ").unwrap();
+        let err = Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", &value)])).unwrap_err();
+        assert!(matches!(err, TokenError::Empty(_)), "{err}");
+        // A line break inside cannot be sent in a header: refused at start, naming the source.
+        std::fs::write(&path, "two\nlines\n").unwrap();
+        let err = Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", &value)])).unwrap_err();
+        assert!(matches!(err, TokenError::Unsendable(_)), "{err}");
+        assert!(err.to_string().contains("AWS_TOKEN"), "{err}");
+        let err =
+            Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", "a\u{1b}[31m")])).unwrap_err();
+        assert!(matches!(err, TokenError::Unsendable(_)), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn token_file_replaces_only_an_empty_file_or_an_earlier_token() {
+        let dir = std::env::temp_dir().join(format!("sa-safe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |path: &Path| write_token_file(path, &Token::generate().unwrap());
+
+        // Missing, empty, or an earlier token: written.
+        let path = dir.join("token");
+        write(&path).unwrap();
+        write(&path).unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "").unwrap();
+        write(&empty).unwrap();
+        assert_eq!(std::fs::read_to_string(&empty).unwrap().len(), 64);
+
+        // Anything else is refused, named, and left as it was.
+        let other = dir.join("passwd");
+        std::fs::write(&other, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let folder = dir.join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let socket = dir.join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for (target, why) in [
+            (&other, "does not hold a token"),
+            (&link, "symbolic link"),
+            (&folder, "a folder"),
+            (&socket, "not a regular file"),
+        ] {
+            let err = write(target).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, TokenError::UnsafePath { .. }), "{msg}");
+            assert!(msg.contains(&target.display().to_string()), "{msg}");
+            assert!(msg.contains(why), "{msg}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&other).unwrap(),
+            "root:x:0:0:root:/root:/bin/sh\n"
+        );
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+
+        // No folders are created.
+        let deep = dir.join("missing").join("token");
+        let err = write(&deep).unwrap_err();
+        assert!(err.to_string().contains("creates no folders"), "{err}");
+        assert!(!dir.join("missing").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

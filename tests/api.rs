@@ -235,30 +235,49 @@ async fn request_errors_are_json_and_name_the_problem() {
             "{path}: {v}"
         );
     }
-    let r = request(
-        "POST",
-        &format!("{}/secretsmanager/get?secretId=a", agent.base),
-        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let r = request("DELETE", &format!("{}/ping", agent.base), &[]).await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    let r = get(
-        &format!("{}/secretsmanager/get?secretId=a", agent.base),
-        &[
-            ("X-Aws-Parameters-Secrets-Token", TOKEN),
-            ("X-Forwarded-For", "10.0.0.1"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text().contains("X-Forwarded-For"));
     assert_eq!(
         agent.proxy.count("GetSecretValue"),
         0,
         "bad requests never reach AWS"
     );
+    agent.stop().await;
+}
+
+/// The AWS agent's order of checks: forwarding headers and the token (both skipped for `/ping`),
+/// then the method.
+#[tokio::test]
+async fn forwarding_token_and_method_checks_in_the_aws_agents_order() {
+    let agent = TestAgent::start(|_| {}).await;
+    let url = format!("{}/secretsmanager/get?secretId=a", agent.base);
+    let with_token = ("X-Aws-Parameters-Secrets-Token", TOKEN);
+    for (header, value) in [
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("Forwarded", "for=10.0.0.1;proto=http"),
+        ("X-Real-IP", "10.0.0.1"),
+    ] {
+        let r = get(&url, &[with_token, (header, value)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{header}");
+        assert_eq!(r.json()["__type"], "InvalidRequestException", "{header}");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(header),
+            "{header}: {}",
+            r.text()
+        );
+        // A health check through a local proxy still works.
+        let r = get(&format!("{}/ping", agent.base), &[(header, value)]).await;
+        assert_eq!(r.status, StatusCode::OK, "/ping with {header}");
+    }
+    // A non-GET request: 403 without the token, 405 with it (and Allow: GET).
+    let r = request("POST", &url, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = request("POST", &url, &[with_token]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.json()["__type"], "MethodNotAllowedException");
+    let r = request("DELETE", &format!("{}/ping", agent.base), &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
     agent.stop().await;
 }
 
@@ -287,6 +306,19 @@ async fn backend_unreachable_is_502_and_timeout_is_504() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
     assert_eq!(r.json()["__type"], "BadGatewayException");
+    // A short, stable message: the class of failure and where to look, not the SDK's dump.
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("GetSecretValue: "), "{message}");
+    assert!(message.contains("agent's log"), "{message}");
+    for internal in [
+        "hyper",
+        "dispatch",
+        "io error",
+        "connection closed",
+        "127.0.0.1",
+    ] {
+        assert!(!message.contains(internal), "{message}");
+    }
 
     agent
         .proxy
@@ -381,6 +413,26 @@ async fn refresh_now_fetches_now() {
     agent.stop().await;
 }
 
+/// The AWS agent's other forms: `refreshNow=1` refreshes, `refreshNow=0` reads the cache.
+#[tokio::test]
+async fn refresh_now_accepts_one_and_zero() {
+    let agent = TestAgent::start(|_| {}).await;
+    let name = unique("api-refresh-1");
+    create_secret(&name, "a").await;
+    let path = format!("/secretsmanager/get?secretId={name}");
+    agent.get(&path).await;
+    put_secret(&name, "b").await;
+    let r = agent.get(&format!("{path}&refreshNow=0")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "a");
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    let r = agent.get(&format!("/v1/{name}?refreshNow=1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "b");
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn lru_evicts_the_least_recently_read() {
     let agent = TestAgent::start(|c| c.cache_size = 2).await;
@@ -440,24 +492,89 @@ async fn connections_past_max_conn_get_429() {
     agent.stop().await;
 }
 
-#[tokio::test]
-async fn oversized_request_head_is_refused() {
-    let agent = TestAgent::start(|_| {}).await;
-    let long = "a".repeat(64 * 1024);
-    let addr = agent.base.trim_start_matches("http://").to_string();
+/// Sends raw bytes on a fresh connection and reads until the agent closes it.
+async fn raw_exchange(agent: &TestAgent, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = agent.base.trim_start_matches("http://").to_string();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!("GET /secretsmanager/get?secretId={long} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let _ = s.write_all(req.as_bytes()).await;
+    let _ = s.write_all(request).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    let head = String::from_utf8_lossy(&buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Requests hyper refuses before our handler sees them get JSON errors too, and an over-long
+/// request target is 414.
+#[tokio::test]
+async fn requests_the_parser_refuses_get_json_errors() {
+    let agent = TestAgent::start(|_| {}).await;
+    let many_headers: String = (0..101).map(|i| format!("X-H{i}: a\r\n")).collect();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "GET /ping HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            "GET /ping HTTP/1.1\r\nX-A: a\r\n folded\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            "GET /pi\0ng HTTP/1.1\r\n\r\n".into(),
+            "400",
+            "InvalidRequestException",
+        ),
+        (
+            format!("GET /ping HTTP/1.1\r\n{many_headers}\r\n"),
+            "431",
+            "RequestHeaderFieldsTooLargeException",
+        ),
+        (
+            format!(
+                "GET /ping HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(17_000)
+            ),
+            "431",
+            "RequestHeaderFieldsTooLargeException",
+        ),
+        (
+            format!(
+                "GET /secretsmanager/get?secretId={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            "414",
+            "UriTooLongException",
+        ),
+    ];
+    for (request, status, kind) in &cases {
+        let shown = &request[..request.len().min(60)];
+        let reply = raw_exchange(&agent, request.as_bytes()).await;
+        let (head, body) = reply
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{shown:?}: no answer: {reply:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{shown:?}: {head}"
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{shown:?}: not JSON ({e}): {body:?}"));
+        assert_eq!(v["__type"], *kind, "{shown:?}");
+        assert!(v["message"].as_str().unwrap().len() > 20, "{v}");
+    }
+    // In a pipelined batch, the good request is answered and the bad one gets JSON.
+    let reply = raw_exchange(
+        &agent,
+        b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let second = &reply[reply.find("healthy").unwrap() + "healthy".len()..];
+    assert!(second.starts_with("HTTP/1.1 400 "), "{reply}");
     assert!(
-        head.is_empty()
-            || head.starts_with("HTTP/1.1 431")
-            || head.starts_with("HTTP/1.1 414")
-            || head.starts_with("HTTP/1.1 400"),
-        "{head}"
+        second.contains("\"__type\":\"InvalidRequestException\""),
+        "{reply}"
     );
     // The agent still serves others.
     assert_eq!(

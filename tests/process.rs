@@ -181,6 +181,7 @@ fn health_exits_0_when_up_and_1_when_not() {
 async fn generated_token_file_is_0444_and_accepted() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(unique("sa-token"));
+    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
     let port = free_port();
     let mut cmd = command(moto_url());
@@ -273,6 +274,52 @@ async fn unix_socket_serves_a_secret_owner_only() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The token file and the Unix socket replace only what the agent itself left there: anything
+/// else stops the start with exit 64, names the path, and is left as it was.
+#[test]
+fn token_file_and_socket_paths_never_replace_other_files() {
+    let dir = std::env::temp_dir().join(unique("sa-paths"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let precious = dir.join("precious");
+    std::fs::write(&precious, "not a token\n").unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+
+    let cases = [
+        ("--token-file", precious.clone()),
+        ("--token-file", link.clone()),
+        ("--token-file", dir.join("no-such-folder").join("token")),
+    ];
+    for (flag, path) in &cases {
+        let (code, err) = run_to_end({
+            let mut c = command("http://127.0.0.1:9");
+            c.arg(flag)
+                .arg(path)
+                .arg("--port")
+                .arg(free_port().to_string());
+            c
+        });
+        assert_eq!(code, Some(64), "{flag} {}: {err}", path.display());
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+    assert!(!dir.join("no-such-folder").exists());
+    let (code, err) = run_to_end({
+        let mut c = command("http://127.0.0.1:9");
+        c.env("AWS_TOKEN", TOKEN)
+            .arg("--listen")
+            .arg(format!("unix:{}", precious.display()));
+        c
+    });
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("is a regular file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "not a token\n");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_configuration_exits_64_listing_every_problem() {
     let dir = std::env::temp_dir().join(unique("sa-conf"));
@@ -295,6 +342,133 @@ fn bad_configuration_exits_64_listing_every_problem() {
     assert!(err.contains("ttl_secondz: unknown key"), "{err}");
     assert!(err.contains("SECRETS_MANAGER_TTL = \"forever\""), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Flags are checked with the other settings: a bad one is exit 64 naming it, not the argument
+/// parser's exit 2; an empty SECRETS_AGENT_CONFIG means "no file", as the README says.
+#[test]
+fn bad_flags_exit_64_and_an_empty_config_variable_is_the_default() {
+    for (args, says) in [
+        (
+            vec!["--port", "70000"],
+            "--port = \"70000\": must be a whole number from 1 to 65535",
+        ),
+        (
+            vec!["--port", "abc"],
+            "--port = \"abc\": must be a whole number from 1 to 65535",
+        ),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let (code, err) = run_to_end({
+            let mut c = command("http://127.0.0.1:9");
+            c.env("AWS_TOKEN", TOKEN).args(&args);
+            c
+        });
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, out) = {
+        let out = Command::new(BIN).arg("--help").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--token-file"), "{out}");
+
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("SECRETS_AGENT_CONFIG", "")
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+}
+
+/// With no AWS credentials anywhere, a read gets a short 502 that says so; the SDK's account of
+/// every provider it tried goes to the log only.
+#[tokio::test]
+async fn no_credentials_give_a_short_502_and_the_detail_in_the_log() {
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let r = get(
+        &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=any"),
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["__type"], "BadGatewayException");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("no credentials"), "{message}");
+    assert!(r.body.len() < 400, "{} bytes: {message}", r.body.len());
+    for internal in ["Environment", "Profile", "IMDS", "AWS_", "provider"] {
+        assert!(!message.contains(internal), "{message}");
+    }
+    agent.wait_for_log("request failed");
+    let log = agent.log.lock().unwrap().clone();
+    assert!(log.contains("could not be sent"), "{log}");
+}
+
+/// Ids and query-parameter names arrive percent-decoded; in the log they are escaped, so `%0A`
+/// cannot forge a log line and ESC sequences never reach a terminal. Text and JSON formats.
+#[tokio::test]
+async fn request_text_is_escaped_in_the_log() {
+    for format in ["text", "json"] {
+        let port = free_port();
+        let mut cmd = command("http://127.0.0.1:9");
+        cmd.env("AWS_TOKEN", TOKEN)
+            .env("SECRETS_AGENT_LOG_FORMAT", format)
+            .env("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+            .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+        let agent = Running::spawn(cmd);
+        agent.wait_for_log("secrets-agent is serving");
+        let base = format!("http://127.0.0.1:{port}");
+        let token = [("X-Aws-Parameters-Secrets-Token", TOKEN)];
+        // Backend down: WARN lines that carry the id.
+        let r = get(
+            &format!("{base}/secretsmanager/get?secretId=a%0Aforged-by-id%1B%5B31m"),
+            &token,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{format}");
+        let r = get(&format!("{base}/v1/b%0D%0Aforged-by-path%07"), &token).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{format}");
+        // A refused request: a DEBUG line that carries the parameter name.
+        let r = get(
+            &format!("{base}/secretsmanager/get?secretId=c&x%0Aforged-by-name=1"),
+            &token,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{format}");
+        agent.wait_for_log("request refused");
+        let log = agent.log.lock().unwrap().clone();
+        for line in log.lines() {
+            assert!(!line.starts_with("forged"), "{format}: forged line:\n{log}");
+            if format == "json" {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            }
+        }
+        assert!(
+            !log.contains(['\u{1b}', '\u{7}', '\r']),
+            "{format}: raw control characters:\n{log:?}"
+        );
+        // Still findable, escaped.
+        assert!(log.contains("forged-by-id"), "{format}:\n{log}");
+        assert!(log.contains("forged-by-path"), "{format}:\n{log}");
+        assert!(log.contains("forged-by-name"), "{format}:\n{log}");
+    }
 }
 
 #[test]
