@@ -9,22 +9,10 @@ use std::time::Duration;
 
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
-
 /// `secrets-agent exec ARGS` with a clean environment pointing at `endpoint`, plus `vars`.
 fn exec(endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("exec")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null());
+    let mut c = agent_command(endpoint);
+    c.arg("exec").args(args).envs(vars.iter().copied());
     c
 }
 

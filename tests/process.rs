@@ -13,19 +13,10 @@ use http::StatusCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
 
-/// The binary with a clean environment pointing at `endpoint`.
+/// The binary with a clean environment pointing at `endpoint`; stderr collected.
 fn command(endpoint: &str) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut c = agent_command(endpoint);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
 

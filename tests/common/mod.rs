@@ -151,6 +151,20 @@ pub async fn put_secret(name: &str, value: &str) -> String {
         .expect("version id")
 }
 
+/// The agent binary with a clean environment: PATH, test credentials, and `endpoint` as AWS.
+pub fn agent_command(endpoint: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_secrets-agent"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 // ---------------------------------------------------------------------------------------------
 // the proxy
 
