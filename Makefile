@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test demo-test layer-check venv deps clean
+.PHONY: all build run test lint unit-test deploy-test demo-test container-test layer-check venv deps clean
 
 all: build
 
@@ -52,8 +52,12 @@ deploy-test: venv
 demo-test: venv layer
 	SECRETS_AGENT_BIN=$(CURDIR)/layer/build/x86_64/extensions/secrets-agent $(PY) -m pytest tests/demo -q
 
+# The image run as real containers (podman): the ECS task's and the EKS pod's shapes.
+container-test: venv image
+	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
+
 # The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test layer-check demo-test
+test: venv lint unit-test deploy-test layer-check demo-test container-test
 
 layer-check: layer layer-test
 
@@ -61,6 +65,7 @@ clean:
 	cargo clean
 	rm -rf $(VENV)
 
-# Targets owned by their folders: `make layer` (layer/layer.mk), `make bench` (bench/bench.mk),
+# Targets owned by their folders: `make layer` (layer/layer.mk), `make image` (image/image.mk),
+# `make bench` (bench/bench.mk),
 # `make fuzz` (fuzz/fuzz.mk).
--include layer/layer.mk bench/bench.mk fuzz/fuzz.mk
+-include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk

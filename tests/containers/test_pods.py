@@ -1,0 +1,263 @@
+"""The image run as real containers with podman: the ECS task definition's shape and the EKS
+Deployment's pod, each next to an application container that reads a secret from moto through
+the agent with the token from the shared volume.
+
+Run by `make container-test` (part of `make test`) after `make image`. Only what this machine
+needs is changed, here and not in the shipped files: image names (local tags), host networking
+(moto listens on the host's loopback), a free port instead of 2773, moto's endpoint and test
+credentials, and the rewrites listed in `eks_pod`. Everything a test creates (pods, containers,
+volumes, the application image) is removed afterwards, also when it fails.
+"""
+
+import copy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("SECRETS_AGENT_IMAGE", "localhost/secrets-agent:0.1.0-amd64")
+ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "image/containers.conf")}
+RUN_ID = f"sa-test-{os.getpid()}"
+SECRET_ID = "myapp/db-credentials"
+SECRET_VALUE = '{"username":"app","password":"pod-test-pw-7d1e"}'
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+PATIENCE = 60
+
+
+def podman(*args, check=True, timeout=120):
+    result = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, env=ENV, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout=PATIENCE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+    boto3.client(
+        "secretsmanager",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app_image(tmp_path_factory):
+    """The application: FROM scratch with Debian's static busybox (sh, cat, wget)."""
+    assert podman("image", "exists", IMAGE, check=False).returncode == 0, (
+        f"{IMAGE} is not built: run make image"
+    )
+    ctx = tmp_path_factory.mktemp("app")
+    shutil.copy("/bin/busybox", ctx / "busybox")
+    (ctx / "Containerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+    )
+    tag = f"localhost/{RUN_ID}-app:latest"
+    podman("build", "-q", "-t", tag, str(ctx))
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+def aws_env(moto_url, port):
+    """What the tests give the agent beyond the shipped files: moto and a free port."""
+    return {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+    }
+
+
+def env_flags(env):
+    return [flag for k, v in env.items() for flag in ("-e", f"{k}={v}")]
+
+
+READ_SECRET = (
+    'wget -q -O - --header "{header}: $(cat "$SECRETS_AGENT_TOKEN_FILE")" '
+    '"$SECRETS_AGENT_URL/secretsmanager/get?secretId={id}"'
+).format(header=TOKEN_HEADER, id=SECRET_ID)
+
+
+# ----------------------------------------------------------------------------------------------
+# ECS: the task definition's containers as a pod
+
+
+@pytest.fixture
+def ecs_pod():
+    name = f"{RUN_ID}-ecs"
+    volume = f"{RUN_ID}-token"
+    podman("pod", "create", "--name", name, "--network", "host")
+    yield name, volume
+    podman("pod", "rm", "-f", "-t", "0", name, check=False)
+    podman("volume", "rm", "-f", volume, check=False)
+
+
+def test_ecs_task_shape(moto, app_image, ecs_pod):
+    pod, volume = ecs_pod
+    task = json.loads((ROOT / "ecs/task-definition.json").read_text())
+    containers = {c["name"]: c for c in task["containerDefinitions"]}
+    agent, app = containers["secrets-agent"], containers["app"]
+    port = free_port()
+
+    # The agent as ECS runs it: user, read-only root, capabilities, its environment, the task
+    # volume at its containerPath, the health check command, the stop timeout.
+    (mount,) = agent["mountPoints"]
+    check = agent["healthCheck"]
+    assert check["command"][0] == "CMD"
+    agent_env = {e["name"]: e["value"] for e in agent["environment"]}
+    agent_env.update(aws_env(moto, port))
+    args = ["create", "--pod", pod, "--name", f"{pod}-agent", "--user", agent["user"]]
+    if agent.get("readonlyRootFilesystem"):
+        args.append("--read-only")
+    for cap in agent["linuxParameters"]["capabilities"]["drop"]:
+        args += ["--cap-drop", cap]
+    args += ["-v", f"{volume}:{mount['containerPath']}"]
+    args += ["--health-cmd", json.dumps(check["command"][1:])]
+    args += ["--stop-timeout", str(agent["stopTimeout"])]
+    args += env_flags(agent_env)
+    args.append(IMAGE)
+    podman(*args)
+    podman("start", f"{pod}-agent")
+
+    # dependsOn HEALTHY: the application starts only once the agent's health check passes.
+    (dep,) = app["dependsOn"]
+    assert (dep["containerName"], dep["condition"]) == ("secrets-agent", "HEALTHY")
+    wait_for(
+        "the agent's health check",
+        lambda: podman("healthcheck", "run", f"{pod}-agent", check=False).returncode == 0,
+    )
+
+    app_env = {e["name"]: e["value"] for e in app["environment"]}
+    app_env["SECRETS_AGENT_URL"] = f"http://127.0.0.1:{port}"
+    (app_mount,) = app["mountPoints"]
+    assert app_mount["readOnly"] is True
+    ro = ":ro" if app_mount["readOnly"] else ""
+    result = podman(
+        "run", "--pod", pod, "--name", f"{pod}-app", "--user", "1000:1000",
+        "-v", f"{volume}:{app_mount['containerPath']}{ro}",
+        *env_flags(app_env), app_image, "sh", "-c", READ_SECRET,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["Name"] == SECRET_ID and answer["SecretString"] == SECRET_VALUE
+
+    # Stopping the task: SIGTERM, drain, exit 0 within stopTimeout (else podman kills: 137).
+    podman("stop", f"{pod}-agent", timeout=agent["stopTimeout"] + 30)
+    state = json.loads(podman("inspect", f"{pod}-agent").stdout)[0]["State"]
+    assert state["ExitCode"] == 0, state
+    logs = podman("logs", f"{pod}-agent").stderr + podman("logs", f"{pod}-agent").stdout
+    assert "pod-test-pw-7d1e" not in logs
+    assert "stopped" in logs
+
+
+# ----------------------------------------------------------------------------------------------
+# EKS: the Deployment's pod template with podman kube play
+
+
+def eks_pod(moto_url, port, app_image):
+    """k8s/deployment.yaml's pod template, as a Pod podman can play here. Rewrites (README lists
+    them): the native sidecar (an init container with restartPolicy Always, which podman 4 runs to
+    completion before the app) becomes a regular container; images are local tags; hostNetwork;
+    the app gets a command (the shipped one names an image we do not have); no service account
+    (there is no API server here); the test's AWS settings and port."""
+    docs = list(yaml.safe_load_all((ROOT / "k8s/deployment.yaml").read_text()))
+    (deployment,) = [d for d in docs if d and d.get("kind") == "Deployment"]
+    spec = copy.deepcopy(deployment["spec"]["template"]["spec"])
+    (sidecar,) = spec.pop("initContainers")
+    assert sidecar["restartPolicy"] == "Always"
+    del sidecar["restartPolicy"]
+    # podman 4 plays liveness probes but not startup probes.
+    sidecar.pop("startupProbe", None)
+    sidecar["image"] = IMAGE
+    sidecar["env"] = [e for e in sidecar["env"] if e["name"] not in aws_env(moto_url, port)]
+    sidecar["env"] += [{"name": k, "value": v} for k, v in aws_env(moto_url, port).items()]
+    (app,) = spec["containers"]
+    app["image"] = app_image
+    app["env"] = [
+        {"name": e["name"], "value": f"http://127.0.0.1:{port}"}
+        if e["name"] == "SECRETS_AGENT_URL"
+        else e
+        for e in app["env"]
+    ]
+    app["command"] = [
+        "sh", "-c",
+        'until [ -s "$SECRETS_AGENT_TOKEN_FILE" ] && ' + READ_SECRET + " > /tmp/answer; "
+        "do sleep 0.2; done; cat /tmp/answer",
+    ]
+    # The app writes its answer to /tmp: give it a writable /tmp on its read-only root.
+    spec["volumes"].append({"name": "app-tmp", "emptyDir": {"medium": "Memory"}})
+    app["volumeMounts"].append({"name": "app-tmp", "mountPath": "/tmp"})
+    spec["containers"] = [sidecar, app]
+    spec.pop("serviceAccountName", None)
+    spec["hostNetwork"] = True
+    spec["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{RUN_ID}-eks"},
+        "spec": spec,
+    }
+
+
+def test_eks_pod_shape(moto, app_image, tmp_path):
+    port = free_port()
+    manifest = tmp_path / "pod.yaml"
+    pod = eks_pod(moto, port, app_image)
+    manifest.write_text(yaml.safe_dump(pod))
+    name = pod["metadata"]["name"]
+    try:
+        podman("kube", "play", str(manifest))
+        app = f"{name}-app"
+
+        def app_exited():
+            out = podman("inspect", app, "--format", "{{.State.Status}}", check=False).stdout
+            return out.strip() == "exited"
+
+        wait_for("the application container to read the secret", app_exited)
+        state = json.loads(podman("inspect", app).stdout)[0]["State"]
+        logs = podman("logs", app)
+        assert state["ExitCode"] == 0, logs.stderr
+        answer = json.loads(logs.stdout)
+        assert answer["SecretString"] == SECRET_VALUE
+        # The sidecar ran as the pod's non-root user and wrote the token to the memory volume.
+        agent = json.loads(podman("inspect", f"{name}-secrets-agent").stdout)[0]
+        assert agent["Config"]["User"] in ("65532", "65532:65532")
+    finally:
+        podman("kube", "play", "--down", str(manifest), check=False)
+        podman("pod", "rm", "-f", "-t", "0", name, check=False)
