@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use crate::backend::{Backend, Fetched, Key, Kind, Refreshed};
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Read};
 
 /// Wall-clock time. TTLs must survive a Lambda freeze, so they are not measured on a monotonic
 /// clock that stops while the process is frozen.
@@ -227,7 +227,7 @@ impl<B: Backend> Cache<B> {
         let plan = self.plan(&key, refresh_now);
         let rx = match plan {
             Plan::Done(answer) => {
-                self.inner.metrics.count_answer(&answer);
+                self.inner.metrics.count_read(read_of(&answer));
                 return answer;
             }
             Plan::Wait(rx) => rx,
@@ -241,7 +241,7 @@ impl<B: Backend> Cache<B> {
             Err(e) if e.is_transient() => self.stale_or(&key, e),
             Err(e) => Err(e),
         };
-        self.inner.metrics.count_answer(&answer);
+        self.inner.metrics.count_read(read_of(&answer));
         answer
     }
 
@@ -553,6 +553,18 @@ fn unreachable_fetch() -> Result<Stored, Error> {
         operation: "fetch",
         detail: "the backend call was cancelled (agent shutting down)".into(),
     })
+}
+
+/// The counters' name for how a read was answered.
+fn read_of(answer: &Result<Answer, Error>) -> Read {
+    match answer {
+        Ok(a) => match a.status {
+            CacheStatus::Hit => Read::Hit,
+            CacheStatus::Miss => Read::Miss,
+            CacheStatus::Stale => Read::Stale,
+        },
+        Err(_) => Read::Error,
+    }
 }
 
 fn age(now: SystemTime, then: SystemTime) -> Duration {

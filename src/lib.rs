@@ -2,41 +2,37 @@
 //! loopback HTTP port, as a Lambda extension or a container sidecar.
 //!
 //! Where things are:
-//! - `server`: the route table, auth and the connection loop; `rejection`: requests hyper
-//!   refuses itself, answered in JSON.
+//! - `api`: the HTTP face: `server` (the route table, auth, errors to HTTP, the connection
+//!   loop), `conn` (per-connection timeouts), `listener` (TCP or Unix socket), `token` (the SSRF
+//!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
-//! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
-//! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
-//! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar.
-//! - `config`, `token`, `error`, `metrics`, `listener`, `logging`, `shutdown`.
+//! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
+//! - `runtime`: how the agent lives: `lambda` (the Extensions API loop), `sidecar` (the container
+//!   lifecycle and `health`), `shutdown` (the signal future).
+//! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar they share.
+//! - `config`, `error`, `metrics`, `logging`: settings, error classes, counters, log set-up.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backend;
 pub mod cache;
 pub mod commands;
 pub mod config;
-pub mod conn;
 pub mod error;
-pub mod lambda;
-pub mod listener;
 pub mod logging;
 pub mod metrics;
-pub mod rejection;
-pub mod server;
-pub mod shutdown;
-pub mod sidecar;
-pub mod token;
+pub mod runtime;
 
 use std::sync::Arc;
 
+use api::listener::Listener;
+use api::server::App;
+use api::token::{Token, TokenSource};
 use backend::AwsBackend;
 use cache::{Cache, Clock, Settings, SystemClock};
 use config::{Config, Env};
-use listener::Listener;
 use metrics::Metrics;
-use server::App;
-use token::{Token, TokenSource};
 
 /// Exit code for bad configuration or a missing token (BSD `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -47,7 +43,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Token(#[from] token::TokenError),
+    Token(#[from] api::token::TokenError),
     #[error("cannot listen on {listen}: {source}")]
     Bind {
         listen: String,

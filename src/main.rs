@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use secrets_agent::commands::exec;
 use secrets_agent::config::{Config, Env, Overrides};
-use secrets_agent::{lambda, logging, sidecar, EXIT_USAGE};
+use secrets_agent::runtime::{lambda, sidecar};
+use secrets_agent::{logging, EXIT_USAGE};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_agent::server::Query;
+use secrets_agent::api::server::Query;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(raw) = std::str::from_utf8(data) {

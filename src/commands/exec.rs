@@ -22,11 +22,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
 use super::placeholder::{extract, Template};
+use crate::api::token::Token;
 use crate::backend::{AwsBackend, Backend, Key, Kind, Refreshed};
 use crate::config::{Config, Env, Listen};
 use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
-use crate::token::Token;
 use crate::EXIT_USAGE;
 
 /// A placeholder could not be resolved (BSD `EX_CONFIG`).
@@ -294,7 +294,7 @@ enum Fetcher {
 impl Fetcher {
     fn choose(settings: &Settings, env: &Env) -> Result<Fetcher, String> {
         let agent = || -> Result<AgentClient, String> {
-            crate::sidecar::health(&settings.config.listen)
+            crate::runtime::sidecar::health(&settings.config.listen)
                 .map_err(|e| format!("no agent answers on {}: {e}", settings.config.listen))?;
             let token = agent_token(&settings.config, env)?;
             let header = settings
@@ -365,9 +365,10 @@ impl AgentClient {
             .map_err(|e| unreachable(e.to_string()))?;
         let response = match &self.listen {
             Listen::Tcp(addr) => {
-                let stream = tokio::net::TcpStream::connect(crate::sidecar::reachable(*addr))
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
+                let stream =
+                    tokio::net::TcpStream::connect(crate::runtime::sidecar::reachable(*addr))
+                        .await
+                        .map_err(|e| unreachable(e.to_string()))?;
                 send(stream, request).await
             }
             Listen::Unix(path) => {

@@ -17,12 +17,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use secrets_agent::api::listener::Listener;
+use secrets_agent::api::server::{self, App};
+use secrets_agent::api::token::Token;
 use secrets_agent::backend::AwsBackend;
 use secrets_agent::cache::ManualClock;
 use secrets_agent::config::{Config, Env, Listen, Overrides};
-use secrets_agent::listener::Listener;
-use secrets_agent::server::{self, App};
-use secrets_agent::token::Token;
 use tokio::net::TcpListener;
 
 pub const TOKEN: &str = "test-token-0123456789";

@@ -5,8 +5,10 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::api::server;
 use crate::config::{Config, Env, Listen};
-use crate::{server, shutdown, start, StartError};
+use crate::runtime::shutdown;
+use crate::{start, StartError};
 
 /// Runs until a signal, then drains.
 pub async fn run(config: Config, env: Env) -> Result<(), StartError> {

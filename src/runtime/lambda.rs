@@ -20,8 +20,9 @@ use lambda_extension::requests::{exit_error, init_error, ErrorRequest};
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::watch;
 
+use crate::api::server;
 use crate::config::{Config, ConfigError, Env};
-use crate::{server, start, StartError};
+use crate::{start, StartError};
 
 const EVENTS: &[&str] = &["INVOKE", "SHUTDOWN"];
 /// Time kept back from the SHUTDOWN deadline for the process to exit.

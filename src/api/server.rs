@@ -37,14 +37,14 @@ use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
+use crate::api::conn::{Busy, Timed};
+use crate::api::listener::Listener;
+use crate::api::rejection::JsonRejections;
+use crate::api::token::Token;
 use crate::backend::{Backend, Key};
 use crate::cache::{Answer, Cache};
 use crate::config::Config;
-use crate::conn::{Busy, Timed};
 use crate::error::Error;
-use crate::listener::Listener;
-use crate::rejection::JsonRejections;
-use crate::token::Token;
 
 pub type Body = Full<Bytes>;
 

@@ -1,0 +1,9 @@
+//! The HTTP face: routes and auth (`server`), per-connection timeouts (`conn`), the listening
+//! socket (`listener`), the SSRF token (`token`), and JSON answers for what hyper refuses itself
+//! (`rejection`).
+
+pub mod conn;
+pub mod listener;
+pub mod rejection;
+pub mod server;
+pub mod token;

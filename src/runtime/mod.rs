@@ -1,0 +1,6 @@
+//! How the agent lives: as a Lambda extension (`lambda`), as a container sidecar or host
+//! service (`sidecar`), and the one shutdown future both pass to the server (`shutdown`).
+
+pub mod lambda;
+pub mod shutdown;
+pub mod sidecar;
