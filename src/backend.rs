@@ -659,7 +659,11 @@ struct ParameterFields {
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {
     // Our own structs of strings and numbers always serialize.
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    // The vector grew by doubling: without this a 64 KiB secret could hold 128 KiB for as long
+    // as it is cached, and the cache's byte budget counts the length.
+    body.shrink_to_fit();
+    Bytes::from(body)
 }
 
 #[cfg(test)]

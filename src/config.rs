@@ -22,6 +22,14 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// A safe cap where the AWS extension would wait forever (`*_TIMEOUT_MILLIS=0`).
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TTL_SECONDS: u64 = 86_400;
+/// Default byte budget of cached values. Sized for the shipped limits: the ECS sidecar's 64 MiB
+/// and the EKS sidecar's 48 Mi hold the agent's own ~10 MiB plus this budget with room for the
+/// allocator's slack, and a 128 MB Lambda function keeps most of its memory.
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The smallest byte budget: one maximum-size secret (64 KiB) with room to spare.
+const MIN_CACHE_MAX_BYTES: u64 = 1024 * 1024;
+/// The largest byte budget (4 GiB).
+const MAX_CACHE_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Log levels of the AWS agent and extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,9 @@ pub struct Config {
     pub parameters_ttl: Duration,
     /// Entries across secrets and parameters; 0 disables caching.
     pub cache_size: usize,
+    /// Bytes of cached values (bodies, keys and a fixed overhead per entry); the least recently
+    /// read value is evicted when this or `cache_size` is passed.
+    pub cache_max_bytes: usize,
     pub ssrf_headers: Vec<String>,
     pub ssrf_env_variables: Vec<String>,
     pub path_prefix: String,
@@ -133,6 +144,7 @@ impl Default for Config {
             secrets_ttl: DEFAULT_TTL,
             parameters_ttl: DEFAULT_TTL,
             cache_size: 1000,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             ssrf_headers: vec![
                 "X-Aws-Parameters-Secrets-Token".into(),
                 "X-Vault-Token".into(),
@@ -209,6 +221,7 @@ const KNOWN_ENV: &[&str] = &[
     "SECRETS_AGENT_REFRESH_RATIO",
     "SECRETS_AGENT_MAX_STALE_SECONDS",
     "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
+    "SECRETS_AGENT_CACHE_MAX_BYTES",
     "SECRETS_AGENT_LOG_FORMAT",
 ];
 
@@ -246,6 +259,10 @@ const NESTED_KEYS: &[(&str, &str)] = &[
     (
         "capabilities.secrets_manager.cache.cache_size",
         "cache_size",
+    ),
+    (
+        "capabilities.secrets_manager.cache.cache_max_bytes",
+        "cache_max_bytes",
     ),
     (
         "capabilities.secrets_manager.security.ssrf_headers",
@@ -559,6 +576,11 @@ impl Config {
                     };
                     if let Some(v) = p.int(name, raw, min, 1000) {
                         config.cache_size = v as usize;
+                    }
+                }
+                "cache_max_bytes" => {
+                    if let Some(v) = p.int(name, raw, MIN_CACHE_MAX_BYTES, MAX_CACHE_MAX_BYTES) {
+                        config.cache_max_bytes = usize::try_from(v).unwrap_or(usize::MAX);
                     }
                 }
                 "cache_enabled" => {
@@ -883,6 +905,7 @@ fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<Strin
             "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
             "negative_cache_seconds",
         ),
+        ("SECRETS_AGENT_CACHE_MAX_BYTES", "cache_max_bytes"),
     ];
     for (var, key) in MAP {
         // An unset or empty variable means "use the default", as in the AWS extension.
@@ -1068,6 +1091,27 @@ mod tests {
         assert_eq!(c.parameters_ttl, Duration::from_secs(30));
         assert_eq!(c.secrets_timeout, Duration::from_millis(250));
         assert_eq!(c.parameters_timeout, DEFAULT_BACKEND_TIMEOUT);
+    }
+
+    #[test]
+    fn cache_max_bytes_from_file_or_env_within_its_range() {
+        assert_eq!(
+            load(None, &[]).unwrap().cache_max_bytes,
+            DEFAULT_CACHE_MAX_BYTES
+        );
+        let c = load(Some("cache_max_bytes = 33554432"), &[]).unwrap();
+        assert_eq!(c.cache_max_bytes, 32 * 1024 * 1024);
+        let c = load(None, &[("SECRETS_AGENT_CACHE_MAX_BYTES", "2097152")]).unwrap();
+        assert_eq!(c.cache_max_bytes, 2 * 1024 * 1024);
+        let err = load(None, &[("SECRETS_AGENT_CACHE_MAX_BYTES", "1000")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![
+                "SECRETS_AGENT_CACHE_MAX_BYTES = \"1000\": must be a whole number from 1048576 \
+                  to 4294967296"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]
