@@ -202,6 +202,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The AWS extension's own variables: clamped rather than refused where it clamps or sets no
+/// maximum.
+const AWS_EXTENSION_ENV: &[&str] = &[
+    "SECRETS_MANAGER_TTL",
+    "SSM_PARAMETER_STORE_TTL",
+    "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+    "SECRETS_MANAGER_TIMEOUT_MILLIS",
+    "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+];
+
+/// Concurrent AWS calls used at most, whatever MAX_CONNECTIONS says.
+const MAX_BACKEND_CALLS: u64 = 10_000;
+
 /// The environment variables we own or recognise, for the "unknown variable" warning.
 const KNOWN_ENV: &[&str] = &[
     "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED",
@@ -307,6 +320,40 @@ impl Problems {
             _ => {
                 self.push(format!(
                     "{name} = {raw}: must be a whole number from {min} to {max}"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Like [`Problems::int`], but a value above `max` is used as `max` with a warning: how the
+    /// AWS extension treats its own variables (it clamps `SECRETS_MANAGER_TTL` to its cap), so a
+    /// function configured for it starts here too.
+    fn int_clamped(
+        &mut self,
+        name: &str,
+        raw: &Raw,
+        min: u64,
+        max: u64,
+        warnings: &mut Vec<String>,
+    ) -> Option<u64> {
+        let parsed = match raw {
+            Raw::Int(i) => u64::try_from(*i).ok(),
+            Raw::Str(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(v) if v > max => {
+                warnings.push(format!(
+                    "{name} = {raw} is above the maximum secrets-agent allows; using {max}"
+                ));
+                Some(max)
+            }
+            Some(v) if v >= min => Some(v),
+            _ => {
+                self.push(format!(
+                    "{name} = {raw}: must be a whole number of at least {min} (values above \
+                     {max} are used as {max})"
                 ));
                 None
             }
@@ -524,6 +571,10 @@ impl Config {
         for Setting { key, shown, raw } in &settings {
             let name = shown.as_str();
             let p = &mut problems;
+            // The AWS extension's variables are clamped where it clamps them; our own keys
+            // (TOML, SECRETS_AGENT_*) keep strict ranges.
+            let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
+            let warnings = &mut config.warnings;
             match key.as_str() {
                 "log_level" => {
                     if let Some(s) = p.string(name, raw) {
@@ -556,7 +607,12 @@ impl Config {
                     }
                 }
                 "ttl_seconds" | "secrets_ttl_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
+                    } else {
+                        p.int(name, raw, 0, MAX_TTL_SECONDS)
+                    };
+                    if let Some(v) = v {
                         config.secrets_ttl = Duration::from_secs(v);
                         if key == "ttl_seconds" {
                             config.parameters_ttl = Duration::from_secs(v);
@@ -564,7 +620,12 @@ impl Config {
                     }
                 }
                 "parameters_ttl_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
+                    } else {
+                        p.int(name, raw, 0, MAX_TTL_SECONDS)
+                    };
+                    if let Some(v) = v {
                         config.parameters_ttl = Duration::from_secs(v);
                     }
                 }
@@ -630,7 +691,14 @@ impl Config {
                     }
                 }
                 "max_backend_calls" => {
-                    if let Some(v) = p.int(name, raw, 1, 1000) {
+                    // The AWS extension documents no maximum for MAX_CONNECTIONS; past this
+                    // many concurrent calls AWS throttles anyway.
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 1, MAX_BACKEND_CALLS, warnings)
+                    } else {
+                        p.int(name, raw, 1, MAX_BACKEND_CALLS)
+                    };
+                    if let Some(v) = v {
                         config.max_backend_calls = v as usize;
                     }
                 }
@@ -645,7 +713,12 @@ impl Config {
                     }
                 }
                 "secrets_timeout_millis" | "parameters_timeout_millis" => {
-                    if let Some(v) = p.int(name, raw, 0, 600_000) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, 600_000, warnings)
+                    } else {
+                        p.int(name, raw, 0, 600_000)
+                    };
+                    if let Some(v) = v {
                         let d = if v == 0 {
                             DEFAULT_BACKEND_TIMEOUT
                         } else {
@@ -1114,6 +1187,46 @@ mod tests {
         );
     }
 
+    /// Issue 20.6: what the AWS extension accepts starts here too; above our caps the value is
+    /// clamped with a warning naming the variable and the value used.
+    #[test]
+    fn aws_extension_variables_are_clamped_not_refused() {
+        let c = load(
+            None,
+            &[
+                ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "5000"),
+                ("SECRETS_MANAGER_TTL", "100000"),
+                ("SSM_PARAMETER_STORE_TTL", "3600"),
+                ("SECRETS_MANAGER_TIMEOUT_MILLIS", "900000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_backend_calls, 5000);
+        assert_eq!(c.secrets_ttl, Duration::from_secs(MAX_TTL_SECONDS));
+        assert_eq!(c.parameters_ttl, Duration::from_secs(3600));
+        assert_eq!(c.secrets_timeout, Duration::from_secs(600));
+        let mut w = c.warnings.clone();
+        w.sort();
+        assert_eq!(
+            w,
+            vec![
+                "SECRETS_MANAGER_TIMEOUT_MILLIS = \"900000\" is above the maximum secrets-agent \
+                 allows; using 600000",
+                "SECRETS_MANAGER_TTL = \"100000\" is above the maximum secrets-agent allows; \
+                 using 86400",
+            ]
+        );
+        let c = load(
+            None,
+            &[("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "99999999")],
+        )
+        .unwrap();
+        assert_eq!(c.max_backend_calls, MAX_BACKEND_CALLS as usize);
+        // Our own keys keep their strict ranges.
+        let err = load(Some("ttl_seconds = 100000"), &[]).unwrap_err();
+        assert!(err.0[0].contains("from 0 to 86400"), "{err}");
+    }
+
     #[test]
     fn cache_disabled_by_env() {
         let c = load(
@@ -1208,16 +1321,12 @@ mod tests {
             (
                 "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
                 "0",
-                "from 1 to 1000",
+                "of at least 1",
             ),
-            ("SECRETS_MANAGER_TTL", "-5", "from 0 to 86400"),
-            ("SSM_PARAMETER_STORE_TTL", "ten", "from 0 to 86400"),
-            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5", "from 0 to 600000"),
-            (
-                "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
-                "x",
-                "from 0 to 600000",
-            ),
+            ("SECRETS_MANAGER_TTL", "-5", "of at least 0"),
+            ("SSM_PARAMETER_STORE_TTL", "ten", "of at least 0"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5", "of at least 0"),
+            ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "x", "of at least 0"),
             ("SECRETS_AGENT_LISTEN", "nowhere", "must be an IP address"),
         ];
         for (var, value, expected) in cases {
