@@ -6,6 +6,7 @@
 //! parameters follow the AWS Parameters and Secrets Lambda Extension's GetParameter shape.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +120,10 @@ pub struct AwsBackend {
     secrets_timeout: Duration,
     parameters_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The role may not call DescribeSecret: expiry goes straight to GetSecretValue.
+    describe_denied: AtomicBool,
+    /// The role may not call BatchGetSecretValue: prefetch reads one secret at a time.
+    batch_denied: AtomicBool,
 }
 
 struct Clients {
@@ -254,6 +259,8 @@ impl AwsBackend {
             secrets_timeout: config.secrets_timeout,
             parameters_timeout: config.parameters_timeout,
             metrics,
+            describe_denied: AtomicBool::new(false),
+            batch_denied: AtomicBool::new(false),
         }
     }
 
@@ -460,18 +467,70 @@ impl AwsBackend {
     }
 }
 
+/// True for an AWS "you may not call this" answer.
+fn is_access_denied(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Service {
+            kind: ServiceErrorKind::AccessDenied,
+            ..
+        }
+    )
+}
+
+/// Records that the role may not call an optional operation; warns once per process.
+fn note_denied(flag: &AtomicBool, operation: &str, permission: &str, instead: &str, e: &Error) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            operation,
+            error = %e,
+            "{operation} is not allowed for this role; {instead} from now on. Grant {permission} \
+             to save GetSecretValue calls (it is optional)"
+        );
+    }
+}
+
+impl AwsBackend {
+    /// Whether `prev` is still what `key` resolves to, by DescribeSecret. `None` when the probe
+    /// cannot tell: then the caller reads the value. A "no" from the probe never reaches the
+    /// caller and never drops the cached value: GetSecretValue decides (a role that allows
+    /// only GetSecretValue, all the AWS extension needs, keeps working).
+    async fn unchanged(&self, key: &Key, prev: &Fetched) -> Result<Option<bool>, Error> {
+        if self.describe_denied.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.current_version(key).await {
+            Ok(Some((version, stages))) => Ok(Some(
+                prev.version.as_deref() == Some(version.as_str()) && prev.stages == stages,
+            )),
+            Ok(None) => Ok(Some(false)),
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                if is_access_denied(&e) {
+                    note_denied(
+                        &self.describe_denied,
+                        "DescribeSecret",
+                        "secretsmanager:DescribeSecret",
+                        "expired secrets are read again with GetSecretValue",
+                        &e,
+                    );
+                } else {
+                    tracing::debug!(error = %e, "DescribeSecret said no; reading the value");
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
 impl Backend for AwsBackend {
     async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
         match key.kind {
             Kind::Parameter => self.get_parameter(key).await.map(Refreshed::New),
             Kind::Secret => {
                 if let Some(prev) = previous.filter(|p| p.version.is_some()) {
-                    if let Some((version, stages)) = self.current_version(key).await? {
-                        if prev.version.as_deref() == Some(version.as_str())
-                            && prev.stages == stages
-                        {
-                            return Ok(Refreshed::Unchanged);
-                        }
+                    if self.unchanged(key, &prev).await? == Some(true) {
+                        return Ok(Refreshed::Unchanged);
                     }
                 }
                 self.get_secret(key).await.map(Refreshed::New)
@@ -482,8 +541,23 @@ impl Backend for AwsBackend {
     async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
         let mut results = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_SIZE) {
-            let mut answered = match self.batch(chunk).await {
+            let batch = if self.batch_denied.load(Ordering::Relaxed) {
+                Ok(Vec::new())
+            } else {
+                self.batch(chunk).await
+            };
+            let mut answered = match batch {
                 Ok(r) => r,
+                Err(e) if is_access_denied(&e) => {
+                    note_denied(
+                        &self.batch_denied,
+                        "BatchGetSecretValue",
+                        "secretsmanager:BatchGetSecretValue",
+                        "prefetch reads one secret at a time",
+                        &e,
+                    );
+                    Vec::new()
+                }
                 Err(e) => {
                     tracing::debug!(
                         error = ?e.to_string(),
