@@ -94,6 +94,11 @@ pub enum Refreshed {
 
 /// What the cache needs from AWS.
 pub trait Backend: Send + Sync + 'static {
+    /// Forgets connections and credentials, for a process restored from a snapshot (SnapStart):
+    /// pooled connections are dead and cached credentials may be stale. The default does
+    /// nothing.
+    fn renew(&self) {}
+
     /// Fetches `key`. With `previous`, a secret asks DescribeSecret first and returns
     /// `Unchanged` when the version it would get is the one already held.
     fn fetch(
@@ -126,27 +131,53 @@ pub struct AwsBackend {
     batch_denied: AtomicBool,
 }
 
+/// Cheap to clone: each SDK client is a handle over shared state.
+#[derive(Clone)]
 struct Clients {
     secrets: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
 }
 
-/// The clients, and what building them from the environment needs.
+/// The clients, and what building them again needs.
 struct LazyClients {
-    cell: OnceCell<Clients>,
-    /// `region` from the configuration; wins over the environment.
-    region: Option<String>,
-    validate_credentials: bool,
+    /// Replaced by [`LazyClients::renew`]; a read clones the current cell, so a renewal never
+    /// disturbs a call already under way. The lock is held only to clone or swap the `Arc`.
+    cell: std::sync::Mutex<Arc<OnceCell<Clients>>>,
+    source: Source,
+}
+
+/// Where the clients come from.
+enum Source {
+    /// A given SDK configuration (tests point it at moto).
+    Sdk(Box<aws_config::SdkConfig>),
+    /// The standard chain; `region` from the configuration wins over the environment.
+    Environment {
+        region: Option<String>,
+        validate_credentials: bool,
+    },
 }
 
 impl LazyClients {
     /// The clients; the first caller builds them, later ones wait for that.
-    async fn get(&self) -> &Clients {
-        self.cell
-            .get_or_init(|| {
-                Clients::from_environment(self.region.clone(), self.validate_credentials)
-            })
-            .await
+    async fn get(&self) -> Clients {
+        let cell = self.cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        cell.get_or_init(|| async {
+            match &self.source {
+                Source::Sdk(sdk) => Clients::new(sdk),
+                Source::Environment {
+                    region,
+                    validate_credentials,
+                } => Clients::from_environment(region.clone(), *validate_credentials).await,
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Drops the clients: the next call builds new ones (new connections; from the
+    /// environment, credentials resolved again).
+    fn renew(&self) {
+        *self.cell.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(OnceCell::new());
     }
 }
 
@@ -236,24 +267,29 @@ impl AwsBackend {
         config: &crate::config::Config,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self::with_clients(config, metrics, OnceCell::new_with(Some(Clients::new(sdk))))
+        let cell = OnceCell::new_with(Some(Clients::new(sdk)));
+        Self::with_clients(config, metrics, cell, Source::Sdk(Box::new(sdk.clone())))
     }
 
     /// Over the standard AWS chain, loaded by [`AwsBackend::warm_up`] or the first read.
     pub fn from_environment(config: &crate::config::Config, metrics: Arc<Metrics>) -> Self {
-        Self::with_clients(config, metrics, OnceCell::new())
+        let source = Source::Environment {
+            region: config.region.clone(),
+            validate_credentials: config.validate_credentials,
+        };
+        Self::with_clients(config, metrics, OnceCell::new(), source)
     }
 
     fn with_clients(
         config: &crate::config::Config,
         metrics: Arc<Metrics>,
         cell: OnceCell<Clients>,
+        source: Source,
     ) -> Self {
         AwsBackend {
             clients: Arc::new(LazyClients {
-                cell,
-                region: config.region.clone(),
-                validate_credentials: config.validate_credentials,
+                cell: std::sync::Mutex::new(Arc::new(cell)),
+                source,
             }),
             permits: Semaphore::new(config.max_backend_calls),
             secrets_timeout: config.secrets_timeout,
@@ -272,7 +308,7 @@ impl AwsBackend {
         });
     }
 
-    async fn clients(&self) -> &Clients {
+    async fn clients(&self) -> Clients {
         self.clients.get().await
     }
 
@@ -524,6 +560,10 @@ impl AwsBackend {
 }
 
 impl Backend for AwsBackend {
+    fn renew(&self) {
+        self.clients.renew();
+    }
+
     async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
         match key.kind {
             Kind::Parameter => self.get_parameter(key).await.map(Refreshed::New),

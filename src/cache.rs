@@ -14,6 +14,7 @@
 //! the other waiters depend on, and `shutdown` aborts what is left.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -166,6 +167,9 @@ struct Slot {
     value: Option<Stored>,
     inflight: Option<watch::Receiver<Outcome>>,
     failure: Option<Failure>,
+    /// The value may be out of date whatever its age (the process was restored from a
+    /// snapshot): it is revalidated before it is served as a hit.
+    suspect: bool,
     /// Logical time of the last read, for LRU eviction.
     used: u64,
 }
@@ -249,6 +253,12 @@ struct Inner<B> {
     settings: Settings,
     state: Mutex<State>,
     tasks: Mutex<JoinSet<()>>,
+    /// Prefetch jobs not finished yet (the secrets batch, each parameter), for [`Cache::settle`].
+    prefetching: watch::Sender<usize>,
+    /// Whether a read past the refresh-ahead point starts a background refresh. Off in Lambda
+    /// (not Managed Instances): there the INVOKE handler starts refreshes and waits for them,
+    /// while a refresh started by a read could be frozen mid-flight.
+    refresh_on_read: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -291,6 +301,8 @@ impl<B: Backend> Cache<B> {
                     tick: 0,
                 }),
                 tasks: Mutex::new(JoinSet::new()),
+                prefetching: watch::Sender::new(0),
+                refresh_on_read: std::sync::atomic::AtomicBool::new(true),
                 metrics,
             }),
         }
@@ -359,8 +371,9 @@ impl<B: Backend> Cache<B> {
         if let Some(v) = &slot.value {
             let age = age(now, v.fetched_at);
             let body = v.data.body.clone();
-            if age < ttl {
-                let due = age >= ttl.mul_f64(s.refresh_ratio);
+            if age < ttl && !slot.suspect {
+                let due =
+                    age >= ttl.mul_f64(s.refresh_ratio) && self.inner.refresh_on_read.load(Relaxed);
                 if due && slot.inflight.is_none() && !backing_off(slot, now) {
                     self.inner.metrics.count_refresh_ahead();
                     self.start_fetch(slot, key, true);
@@ -480,6 +493,7 @@ impl<B: Backend> Cache<B> {
                 if slot.failure.take().is_some() {
                     tracing::info!(id = ?key.id, "backend recovered; serving fresh values again");
                 }
+                slot.suspect = false;
                 let stored = Stored {
                     data,
                     fetched_at: now,
@@ -557,9 +571,12 @@ impl<B: Backend> Cache<B> {
                 pending.push((id, key, tx, rx));
             }
         }
+        let jobs = usize::from(!pending.is_empty()) + parameters.len();
+        self.inner.prefetching.send_modify(|n| *n += jobs);
         if !pending.is_empty() {
             let cache = self.clone();
             self.spawn(async move {
+                let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
                 let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
                 let mut results = cache.inner.backend.fetch_secrets(ids).await;
@@ -582,6 +599,7 @@ impl<B: Backend> Cache<B> {
         for name in parameters {
             let cache = self.clone();
             self.spawn(async move {
+                let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
                 let key = Key::parameter(name.clone(), None, None, true);
                 if let Err(e) = cache.get(key, false).await {
@@ -618,6 +636,53 @@ impl<B: Backend> Cache<B> {
             }
         }
         due.len()
+    }
+
+    /// Waits, at most `limit`, until the prefetch and every backend call in flight now have
+    /// finished. Lambda freezes the process once the extension asks for the next event, and a
+    /// fetch frozen mid-flight times out after the thaw; in SnapStart, the snapshot must not
+    /// capture a prefetch half done. Returns false when `limit` passed first.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let inflight: Vec<watch::Receiver<Outcome>> = self
+            .state()
+            .map
+            .values()
+            .filter_map(|s| s.inflight.clone())
+            .collect();
+        let mut prefetching = self.inner.prefetching.subscribe();
+        let all = async move {
+            let _ = prefetching.wait_for(|n| *n == 0).await;
+            for rx in inflight {
+                let _ = wait(rx).await;
+            }
+        };
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+
+    /// Marks every cached value as possibly out of date: each is revalidated (DescribeSecret,
+    /// or a new read) before it is served as a hit again, and served stale meanwhile only if
+    /// AWS fails. For a process restored from a snapshot. Returns the number of values marked.
+    pub fn revalidate_all(&self) -> usize {
+        let mut st = self.state();
+        let mut n = 0;
+        for slot in st.map.values_mut().filter(|s| s.value.is_some()) {
+            slot.suspect = true;
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether a read past the refresh-ahead point starts a background refresh (default on).
+    pub fn set_refresh_on_read(&self, on: bool) {
+        self.inner.refresh_on_read.store(on, Relaxed);
+    }
+
+    /// For a process restored from a snapshot (SnapStart): new AWS clients (the pooled
+    /// connections are dead, credentials may be stale) and every value revalidated before it
+    /// is a hit again. Returns the number of values marked.
+    pub fn after_restore(&self) -> usize {
+        self.inner.backend.renew();
+        self.revalidate_all()
     }
 
     /// Values held and their counted bytes.
@@ -662,6 +727,15 @@ fn unreachable_fetch() -> Result<Stored, Error> {
         operation: "fetch",
         detail: "the backend call was cancelled (agent shutting down)".into(),
     })
+}
+
+/// Counts a prefetch job as finished when dropped (also when the task is aborted).
+struct PrefetchDone<'a>(&'a watch::Sender<usize>);
+
+impl Drop for PrefetchDone<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 fn age(now: SystemTime, then: SystemTime) -> Duration {
@@ -727,6 +801,8 @@ mod tests {
         absent: Mutex<std::collections::HashSet<String>>,
         /// Bytes of padding added to every body.
         padding: AtomicUsize,
+        /// How long each call takes.
+        delay: Mutex<Duration>,
     }
 
     impl Backend for Arc<Table> {
@@ -736,6 +812,10 @@ mod tests {
             previous: Option<Arc<Fetched>>,
         ) -> Result<Refreshed, Error> {
             tokio::task::yield_now().await;
+            let delay = *self.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if self.fail.load(Ordering::SeqCst) {
                 return Err(Error::Unreachable {
                     operation: "GetSecretValue",
@@ -1042,6 +1122,56 @@ mod tests {
         let a = cache.get(key("a"), false).await.unwrap();
         assert_eq!(&a.body[..], b"a@1");
         assert_eq!(a.status, CacheStatus::Hit);
+    }
+
+    /// Issue 20.3: the refreshes an INVOKE starts can be waited for, within a bound.
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_refreshes_within_a_bound() {
+        let (cache, table, clock) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        table.version.store(1, Ordering::SeqCst);
+        *table.delay.lock().unwrap() = Duration::from_secs(1);
+        clock.advance(Duration::from_secs(250));
+        assert_eq!(cache.refresh_due(), 1);
+        assert!(
+            cache.settle(Duration::from_secs(5)).await,
+            "finished in time"
+        );
+        assert_eq!(table.calls.load(Ordering::SeqCst), 2, "the refresh read v1");
+        clock.advance(Duration::from_secs(250));
+        *table.delay.lock().unwrap() = Duration::from_secs(30);
+        assert_eq!(cache.refresh_due(), 1);
+        assert!(!cache.settle(Duration::from_secs(5)).await, "bounded");
+    }
+
+    /// Issue 20.4: SnapStart waits for the prefetch before the snapshot.
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_the_prefetch() {
+        let (cache, table, _) = setup(10);
+        *table.delay.lock().unwrap() = Duration::from_secs(2);
+        cache.prefetch(vec!["a".into(), "b".into()], vec![], Duration::ZERO);
+        assert!(cache.settle(Duration::from_secs(10)).await);
+        assert_eq!(cache.stored().0, 2);
+        assert_eq!(table.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Issue 20.4: after a restore every value is revalidated before it is a hit again.
+    #[tokio::test]
+    async fn values_marked_for_revalidation_are_checked_before_a_hit() {
+        let (cache, table, _) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        assert_eq!(cache.revalidate_all(), 1);
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Miss);
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            table.calls.load(Ordering::SeqCst),
+            1,
+            "unchanged: no new read"
+        );
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Hit);
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   refuses itself, answered in JSON.
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: Secrets Manager and SSM behind one trait; SDK errors classified.
-//! - `lambda`: the Extensions API loop. `sidecar`: the container lifecycle and `health`.
+//! - `lambda`: the Lambda lifecycle; `extensions_api`: its calls. `sidecar`: the container
+//!   lifecycle and `health`.
 //! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar.
 //! - `config`, `token`, `error`, `metrics`, `listener`, `logging`, `shutdown`.
 
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod extensions_api;
 pub mod lambda;
 pub mod listener;
 pub mod logging;
