@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lambda_simulator::{EventType, ShutdownReason, Simulator};
+use lambda_simulator::{EventType, FreezeMode, ShutdownReason, Simulator};
 use tokio::sync::watch;
 
 const REGISTER: &str = "/2020-01-01/extension/register";
@@ -967,13 +967,21 @@ async fn a_passing_odd_answer_from_event_next_is_retried() {
 
 /// Issue 20.3: the refresh an INVOKE starts is finished before the agent asks for the next
 /// event (after which Lambda may freeze it): AWS answers the refresh after 700 ms, and the
-/// second event/next comes only after that answer.
+/// second event/next comes only after that answer. The simulator's freeze mode then stops the
+/// agent (SIGSTOP) once the invoke is done, as Lambda does, and thaws it for the next invoke:
+/// the refreshed value is a hit and no call failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoke_waits_for_its_refreshes_before_the_next_poll() {
     let name = common::unique("lambda-freeze");
     common::create_secret(&name, "freeze-value").await;
     let proxy = Proxy::start().await;
-    let sim = simulator().await;
+    let sim = Simulator::builder()
+        .function_name("secrets-agent-test")
+        .shutdown_timeout(Duration::from_secs(3))
+        .freeze_mode(FreezeMode::Process)
+        .build()
+        .await
+        .expect("start lambda-simulator");
     let relay = Relay::start(sim.addr()).await;
     let agent = Setup::new(&sim, relay.runtime_api(), &proxy.url)
         .var("SECRETS_AGENT_PREFETCH", name.clone())
@@ -1015,6 +1023,33 @@ async fn invoke_waits_for_its_refreshes_before_the_next_poll() {
     // A read serves the refreshed value as a hit.
     let reply = agent.get(&secret_path(&name)).await;
     assert_eq!(reply.header("x-cache"), Some("hit"));
+
+    // Only the agent is frozen (the test is the runtime and must keep running).
+    sim.register_freeze_pid(agent.child.id());
+    runtime.respond(&request_id).await;
+    sim.wait_for_frozen(PATIENCE)
+        .await
+        .expect("the simulator freezes the agent after the invoke");
+    proxy.clear_fault();
+    let request_id = sim.enqueue_payload(serde_json::json!({})).await; // thaws
+    assert_eq!(runtime.next().await, request_id);
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["SecretString"], "freeze-value");
+    // Every call AWS got completed well: none timed out across the freeze.
+    let metrics = agent.get("/metrics").await.text();
+    let calls: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("secrets_agent_backend_calls_total{"))
+        .collect();
+    assert!(
+        calls.iter().any(|l| l.contains("DescribeSecret")),
+        "{metrics}"
+    );
+    assert!(
+        calls.iter().all(|l| l.contains("outcome=\"ok\"")),
+        "{calls:?}"
+    );
     runtime.respond(&request_id).await;
     sim.graceful_shutdown(ShutdownReason::Spindown).await;
 }
