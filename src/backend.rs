@@ -519,7 +519,7 @@ fn note_denied(flag: &AtomicBool, operation: &str, permission: &str, instead: &s
     if !flag.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             operation,
-            error = %e,
+            error = ?e.to_string(),
             "{operation} is not allowed for this role; {instead} from now on. Grant {permission} \
              to save GetSecretValue calls (it is optional)"
         );
@@ -551,7 +551,7 @@ impl AwsBackend {
                         &e,
                     );
                 } else {
-                    tracing::debug!(error = %e, "DescribeSecret said no; reading the value");
+                    tracing::debug!(error = ?e.to_string(), "DescribeSecret said no; reading the value");
                 }
                 Ok(None)
             }

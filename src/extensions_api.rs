@@ -161,7 +161,7 @@ impl ExtensionsApi {
                 Err(e) => e,
             };
             let delay = Duration::from_millis(50 << attempt);
-            tracing::warn!(error = %err, attempt, retry_in_ms = delay.as_millis() as u64,
+            tracing::warn!(error = ?err.to_string(), attempt, retry_in_ms = delay.as_millis() as u64,
                 "unexpected answer from the Extensions API; asking again");
             tokio::time::sleep(delay).await;
         }
@@ -207,7 +207,9 @@ impl ExtensionsApi {
                 status = resp.status().as_u16(),
                 "the Extensions API refused the error report"
             ),
-            Err(e) => tracing::error!(error = %e, "cannot report the error to the Extensions API"),
+            Err(e) => {
+                tracing::error!(error = ?e.to_string(), "cannot report the error to the Extensions API")
+            }
         }
     }
 

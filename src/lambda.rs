@@ -83,7 +83,7 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
     let api = match ExtensionsApi::new(&runtime_api) {
         Ok(api) => api,
         Err(e) => {
-            tracing::error!(error = %e, "cannot reach the Extensions API");
+            tracing::error!(error = ?e.to_string(), "cannot reach the Extensions API");
             return EXIT_FAILURE;
         }
     };
@@ -116,7 +116,7 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
         Ok(id) => id,
         Err(e) => {
             // Without an extension id there is nobody to report to.
-            tracing::error!(error = %e, "cannot register with the Extensions API");
+            tracing::error!(error = ?e.to_string(), "cannot register with the Extensions API");
             server.abort();
             cache.shutdown();
             return EXIT_FAILURE;
@@ -162,7 +162,7 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
                 Ended::EventLoop(m) => m,
                 _ => "the HTTP server stopped".to_string(),
             };
-            tracing::error!(error = %message, "exiting after init");
+            tracing::error!(error = ?message, "exiting after init");
             api.report(Phase::Exit, &extension_id, "Extension.Failed", &message)
                 .await;
             server.abort();
@@ -206,7 +206,7 @@ async fn event_loop(
                     // refreshes are done, or the invoke's deadline is near.
                     let finished = cache.settle(budget_until(deadline_ms)).await;
                     tracing::debug!(
-                        request_id = %request_id,
+                        request_id = ?request_id,
                         entries = started,
                         finished,
                         "refresh-ahead on INVOKE"
@@ -217,7 +217,7 @@ async fn event_loop(
                 reason,
                 deadline_ms,
             } => {
-                tracing::info!(reason = %reason, "SHUTDOWN received");
+                tracing::info!(reason = ?reason, "SHUTDOWN received");
                 let _ = stop_tx.send(Some(budget_until(deadline_ms)));
                 return Ok(());
             }
@@ -262,7 +262,9 @@ async fn report_init_error(
             api.report(Phase::Init, &id, err.lambda_error_type(), &err.to_string())
                 .await
         }
-        Err(e) => tracing::error!(error = %e, "cannot register with the Extensions API"),
+        Err(e) => {
+            tracing::error!(error = ?e.to_string(), "cannot register with the Extensions API")
+        }
     }
     crate::EXIT_USAGE
 }
