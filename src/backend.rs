@@ -562,6 +562,8 @@ impl AwsBackend {
 impl Backend for AwsBackend {
     fn renew(&self) {
         self.clients.renew();
+        // Build the new ones now, in the background, rather than on the first read.
+        self.warm_up();
     }
 
     async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
