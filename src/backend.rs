@@ -6,6 +6,7 @@
 //! parameters follow the AWS Parameters and Secrets Lambda Extension's GetParameter shape.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,11 @@ pub enum Refreshed {
 
 /// What the cache needs from AWS.
 pub trait Backend: Send + Sync + 'static {
+    /// Forgets connections and credentials, for a process restored from a snapshot (SnapStart):
+    /// pooled connections are dead and cached credentials may be stale. The default does
+    /// nothing.
+    fn renew(&self) {}
+
     /// Fetches `key`. With `previous`, a secret asks DescribeSecret first and returns
     /// `Unchanged` when the version it would get is the one already held.
     fn fetch(
@@ -119,29 +125,59 @@ pub struct AwsBackend {
     secrets_timeout: Duration,
     parameters_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The role may not call DescribeSecret: expiry goes straight to GetSecretValue.
+    describe_denied: AtomicBool,
+    /// The role may not call BatchGetSecretValue: prefetch reads one secret at a time.
+    batch_denied: AtomicBool,
 }
 
+/// Cheap to clone: each SDK client is a handle over shared state.
+#[derive(Clone)]
 struct Clients {
     secrets: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
 }
 
-/// The clients, and what building them from the environment needs.
+/// The clients, and what building them again needs.
 struct LazyClients {
-    cell: OnceCell<Clients>,
-    /// `region` from the configuration; wins over the environment.
-    region: Option<String>,
-    validate_credentials: bool,
+    /// Replaced by [`LazyClients::renew`]; a read clones the current cell, so a renewal never
+    /// disturbs a call already under way. The lock is held only to clone or swap the `Arc`.
+    cell: std::sync::Mutex<Arc<OnceCell<Clients>>>,
+    source: Source,
+}
+
+/// Where the clients come from.
+enum Source {
+    /// A given SDK configuration (tests point it at moto).
+    Sdk(Box<aws_config::SdkConfig>),
+    /// The standard chain; `region` from the configuration wins over the environment.
+    Environment {
+        region: Option<String>,
+        validate_credentials: bool,
+    },
 }
 
 impl LazyClients {
     /// The clients; the first caller builds them, later ones wait for that.
-    async fn get(&self) -> &Clients {
-        self.cell
-            .get_or_init(|| {
-                Clients::from_environment(self.region.clone(), self.validate_credentials)
-            })
-            .await
+    async fn get(&self) -> Clients {
+        let cell = self.cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        cell.get_or_init(|| async {
+            match &self.source {
+                Source::Sdk(sdk) => Clients::new(sdk),
+                Source::Environment {
+                    region,
+                    validate_credentials,
+                } => Clients::from_environment(region.clone(), *validate_credentials).await,
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Drops the clients: the next call builds new ones (new connections; from the
+    /// environment, credentials resolved again).
+    fn renew(&self) {
+        *self.cell.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(OnceCell::new());
     }
 }
 
@@ -231,29 +267,36 @@ impl AwsBackend {
         config: &crate::config::Config,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self::with_clients(config, metrics, OnceCell::new_with(Some(Clients::new(sdk))))
+        let cell = OnceCell::new_with(Some(Clients::new(sdk)));
+        Self::with_clients(config, metrics, cell, Source::Sdk(Box::new(sdk.clone())))
     }
 
     /// Over the standard AWS chain, loaded by [`AwsBackend::warm_up`] or the first read.
     pub fn from_environment(config: &crate::config::Config, metrics: Arc<Metrics>) -> Self {
-        Self::with_clients(config, metrics, OnceCell::new())
+        let source = Source::Environment {
+            region: config.region.clone(),
+            validate_credentials: config.validate_credentials,
+        };
+        Self::with_clients(config, metrics, OnceCell::new(), source)
     }
 
     fn with_clients(
         config: &crate::config::Config,
         metrics: Arc<Metrics>,
         cell: OnceCell<Clients>,
+        source: Source,
     ) -> Self {
         AwsBackend {
             clients: Arc::new(LazyClients {
-                cell,
-                region: config.region.clone(),
-                validate_credentials: config.validate_credentials,
+                cell: std::sync::Mutex::new(Arc::new(cell)),
+                source,
             }),
             permits: Semaphore::new(config.max_backend_calls),
             secrets_timeout: config.secrets_timeout,
             parameters_timeout: config.parameters_timeout,
             metrics,
+            describe_denied: AtomicBool::new(false),
+            batch_denied: AtomicBool::new(false),
         }
     }
 
@@ -265,7 +308,7 @@ impl AwsBackend {
         });
     }
 
-    async fn clients(&self) -> &Clients {
+    async fn clients(&self) -> Clients {
         self.clients.get().await
     }
 
@@ -460,18 +503,76 @@ impl AwsBackend {
     }
 }
 
+/// True for an AWS "you may not call this" answer.
+fn is_access_denied(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Service {
+            kind: ServiceErrorKind::AccessDenied,
+            ..
+        }
+    )
+}
+
+/// Records that the role may not call an optional operation; warns once per process.
+fn note_denied(flag: &AtomicBool, operation: &str, permission: &str, instead: &str, e: &Error) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            operation,
+            error = ?e.to_string(),
+            "{operation} is not allowed for this role; {instead} from now on. Grant {permission} \
+             to save GetSecretValue calls (it is optional)"
+        );
+    }
+}
+
+impl AwsBackend {
+    /// Whether `prev` is still what `key` resolves to, by DescribeSecret. `None` when the probe
+    /// cannot tell: then the caller reads the value. A "no" from the probe never reaches the
+    /// caller and never drops the cached value: GetSecretValue decides (a role that allows
+    /// only GetSecretValue, all the AWS extension needs, keeps working).
+    async fn unchanged(&self, key: &Key, prev: &Fetched) -> Result<Option<bool>, Error> {
+        if self.describe_denied.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.current_version(key).await {
+            Ok(Some((version, stages))) => Ok(Some(
+                prev.version.as_deref() == Some(version.as_str()) && prev.stages == stages,
+            )),
+            Ok(None) => Ok(Some(false)),
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                if is_access_denied(&e) {
+                    note_denied(
+                        &self.describe_denied,
+                        "DescribeSecret",
+                        "secretsmanager:DescribeSecret",
+                        "expired secrets are read again with GetSecretValue",
+                        &e,
+                    );
+                } else {
+                    tracing::debug!(error = ?e.to_string(), "DescribeSecret said no; reading the value");
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
 impl Backend for AwsBackend {
+    fn renew(&self) {
+        self.clients.renew();
+        // Build the new ones now, in the background, rather than on the first read.
+        self.warm_up();
+    }
+
     async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
         match key.kind {
             Kind::Parameter => self.get_parameter(key).await.map(Refreshed::New),
             Kind::Secret => {
                 if let Some(prev) = previous.filter(|p| p.version.is_some()) {
-                    if let Some((version, stages)) = self.current_version(key).await? {
-                        if prev.version.as_deref() == Some(version.as_str())
-                            && prev.stages == stages
-                        {
-                            return Ok(Refreshed::Unchanged);
-                        }
+                    if self.unchanged(key, &prev).await? == Some(true) {
+                        return Ok(Refreshed::Unchanged);
                     }
                 }
                 self.get_secret(key).await.map(Refreshed::New)
@@ -482,8 +583,23 @@ impl Backend for AwsBackend {
     async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
         let mut results = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_SIZE) {
-            let mut answered = match self.batch(chunk).await {
+            let batch = if self.batch_denied.load(Ordering::Relaxed) {
+                Ok(Vec::new())
+            } else {
+                self.batch(chunk).await
+            };
+            let mut answered = match batch {
                 Ok(r) => r,
+                Err(e) if is_access_denied(&e) => {
+                    note_denied(
+                        &self.batch_denied,
+                        "BatchGetSecretValue",
+                        "secretsmanager:BatchGetSecretValue",
+                        "prefetch reads one secret at a time",
+                        &e,
+                    );
+                    Vec::new()
+                }
                 Err(e) => {
                     tracing::debug!(
                         error = ?e.to_string(),
@@ -659,7 +775,11 @@ struct ParameterFields {
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {
     // Our own structs of strings and numbers always serialize.
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    // The vector grew by doubling: without this a 64 KiB secret could hold 128 KiB for as long
+    // as it is cached, and the cache's byte budget counts the length.
+    body.shrink_to_fit();
+    Bytes::from(body)
 }
 
 #[cfg(test)]

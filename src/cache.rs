@@ -1,5 +1,11 @@
 //! The cache: one entry per key, single flight, TTL in wall-clock time, least-recently-used
-//! eviction, refresh-ahead, stale-if-error with backoff, and a short negative cache.
+//! eviction under two bounds (entries and bytes), refresh-ahead, stale-if-error with backoff,
+//! and a short negative cache in its own small space.
+//!
+//! Bounds: at most `capacity` values and at most `max_bytes` counted bytes (each body, its key
+//! and a fixed [`ENTRY_OVERHEAD`]); the least recently read value goes first when either is
+//! passed. "Not found" answers live in a separate map of at most [`NEGATIVE_CAPACITY`] entries
+//! that evicts only among themselves, so a flood of missing ids never pushes a real secret out.
 //!
 //! `Cache` is a cheap handle over `Arc<Inner>`. The state sits behind a `std::sync::Mutex`: it is
 //! held only to read or update the map, never across an `.await`, and critical sections are a
@@ -8,6 +14,7 @@
 //! the other waiters depend on, and `shutdown` aborts what is left.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -95,6 +102,8 @@ pub struct Settings {
     pub secrets_ttl: Duration,
     pub parameters_ttl: Duration,
     pub capacity: usize,
+    /// Bytes of cached values (see [`ENTRY_OVERHEAD`]); 0 is treated as 1.
+    pub max_bytes: usize,
     pub refresh_ratio: f64,
     pub max_stale: Duration,
     pub serve_stale: bool,
@@ -109,6 +118,7 @@ impl Settings {
             secrets_ttl: c.secrets_ttl,
             parameters_ttl: c.parameters_ttl,
             capacity: c.cache_size,
+            max_bytes: c.cache_max_bytes,
             refresh_ratio: c.refresh_ratio,
             max_stale: c.max_stale,
             serve_stale: c.ignore_transient_errors,
@@ -143,13 +153,23 @@ struct Failure {
     retry_at: SystemTime,
 }
 
+/// What one cached value counts against `max_bytes` besides its body and key: the slot, the
+/// `Arc`'d fetch with its version and stages, and the map's bucket (measured order of magnitude,
+/// so thousands of tiny values cannot hide behind a byte budget).
+pub const ENTRY_OVERHEAD: usize = 256;
+
+/// "Not found" answers remembered at once. They live apart from values and evict only each
+/// other: a scan of missing ids must not push real secrets out.
+pub const NEGATIVE_CAPACITY: usize = 128;
+
 #[derive(Default)]
 struct Slot {
     value: Option<Stored>,
     inflight: Option<watch::Receiver<Outcome>>,
     failure: Option<Failure>,
-    /// A "not found" answer and until when it is repeated without asking AWS.
-    negative: Option<(Error, SystemTime)>,
+    /// The value may be out of date whatever its age (the process was restored from a
+    /// snapshot): it is revalidated before it is served as a hit.
+    suspect: bool,
     /// Logical time of the last read, for LRU eviction.
     used: u64,
 }
@@ -157,9 +177,74 @@ struct Slot {
 struct State {
     /// FNV rather than SipHash: a hit hashes its key once, and SipHash was 5 % of a hit's
     /// instructions (callgrind). Flooding is not a concern: keys come only from token holders,
-    /// and eviction keeps the map near `cache_size` entries.
+    /// and eviction keeps the map near `cache_size` entries (plus fetches in flight).
     map: HashMap<Key, Slot, fnv::FnvBuildHasher>,
+    /// Slots that hold a value: what `capacity` bounds. Slots with only a fetch in flight do
+    /// not count, so concurrent misses cannot evict values.
+    values: usize,
+    /// Counted bytes of the values held (see [`cost`]).
+    bytes: usize,
+    /// "Not found" answers and until when each is repeated without asking AWS.
+    negative: HashMap<Key, (Error, SystemTime), fnv::FnvBuildHasher>,
     tick: u64,
+}
+
+impl State {
+    /// Replaces the value of `key`'s slot, keeping the counts right.
+    fn set_value(&mut self, key: &Key, value: Option<Stored>) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = slot.value.take() {
+            self.values -= 1;
+            self.bytes -= cost(key, &old);
+        }
+        if let Some(new) = value {
+            self.values += 1;
+            self.bytes += cost(key, &new);
+            slot.value = Some(new);
+        }
+    }
+
+    /// Removes `key`'s slot, keeping the counts right.
+    fn remove(&mut self, key: &Key) {
+        self.set_value(key, None);
+        self.map.remove(key);
+    }
+
+    /// The remembered "not found" for `key`, if still current (an expired one is dropped).
+    fn not_found(&mut self, key: &Key, now: SystemTime) -> Option<Error> {
+        let (err, until) = self.negative.get(key)?;
+        if now < *until {
+            return Some(err.clone());
+        }
+        self.negative.remove(key);
+        None
+    }
+
+    /// Remembers a "not found" for `key`, dropping the one closest to expiry when full.
+    fn remember_not_found(&mut self, key: &Key, err: Error, until: SystemTime) {
+        if !self.negative.contains_key(key) && self.negative.len() >= NEGATIVE_CAPACITY {
+            let first = self
+                .negative
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = first {
+                self.negative.remove(&k);
+            }
+        }
+        self.negative.insert(key.clone(), (err, until));
+    }
+}
+
+/// What a value counts against the byte budget.
+fn cost(key: &Key, stored: &Stored) -> usize {
+    stored.data.body.len()
+        + key.id.len()
+        + key.version.as_ref().map_or(0, String::len)
+        + key.label.as_ref().map_or(0, String::len)
+        + ENTRY_OVERHEAD
 }
 
 struct Inner<B> {
@@ -168,6 +253,12 @@ struct Inner<B> {
     settings: Settings,
     state: Mutex<State>,
     tasks: Mutex<JoinSet<()>>,
+    /// Prefetch jobs not finished yet (the secrets batch, each parameter), for [`Cache::settle`].
+    prefetching: watch::Sender<usize>,
+    /// Whether a read past the refresh-ahead point starts a background refresh. Off in Lambda
+    /// (not Managed Instances): there the INVOKE handler starts refreshes and waits for them,
+    /// while a refresh started by a read could be frozen mid-flight.
+    refresh_on_read: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -204,9 +295,14 @@ impl<B: Backend> Cache<B> {
                 settings,
                 state: Mutex::new(State {
                     map: HashMap::default(),
+                    values: 0,
+                    bytes: 0,
+                    negative: HashMap::default(),
                     tick: 0,
                 }),
                 tasks: Mutex::new(JoinSet::new()),
+                prefetching: watch::Sender::new(0),
+                refresh_on_read: std::sync::atomic::AtomicBool::new(true),
                 metrics,
             }),
         }
@@ -254,6 +350,11 @@ impl<B: Backend> Cache<B> {
         let tick = st.tick;
         // A hit must not clone the key (an allocation per read): insert only when missing.
         if !st.map.contains_key(key) {
+            if !refresh_now {
+                if let Some(err) = st.not_found(key, now) {
+                    return Plan::Done(Err(err));
+                }
+            }
             st.map.insert(key.clone(), Slot::default());
         }
         let Some(slot) = st.map.get_mut(key) else {
@@ -270,8 +371,9 @@ impl<B: Backend> Cache<B> {
         if let Some(v) = &slot.value {
             let age = age(now, v.fetched_at);
             let body = v.data.body.clone();
-            if age < ttl {
-                let due = age >= ttl.mul_f64(s.refresh_ratio);
+            if age < ttl && !slot.suspect {
+                let due =
+                    age >= ttl.mul_f64(s.refresh_ratio) && self.inner.refresh_on_read.load(Relaxed);
                 if due && slot.inflight.is_none() && !backing_off(slot, now) {
                     self.inner.metrics.count_refresh_ahead();
                     self.start_fetch(slot, key, true);
@@ -295,11 +397,6 @@ impl<B: Backend> Cache<B> {
                     age,
                 }));
             }
-        } else if let Some((err, until)) = &slot.negative {
-            if now < *until {
-                return Plan::Done(Err(err.clone()));
-            }
-            slot.negative = None;
         }
         if let Some(rx) = &slot.inflight {
             return Plan::Wait(rx.clone());
@@ -376,6 +473,8 @@ impl<B: Backend> Cache<B> {
         {
             slot.inflight = None;
         }
+        // What the slot's value becomes; `None` leaves it as it is.
+        let mut replace: Option<Option<Stored>> = None;
         let outcome = match result {
             Ok(refreshed) => {
                 let data = match refreshed {
@@ -394,13 +493,13 @@ impl<B: Backend> Cache<B> {
                 if slot.failure.take().is_some() {
                     tracing::info!(id = ?key.id, "backend recovered; serving fresh values again");
                 }
-                slot.negative = None;
+                slot.suspect = false;
                 let stored = Stored {
                     data,
                     fetched_at: now,
                 };
                 if keep {
-                    slot.value = Some(stored.clone());
+                    replace = Some(Some(stored.clone()));
                 }
                 Ok(stored)
             }
@@ -424,19 +523,32 @@ impl<B: Backend> Cache<B> {
             }
             Err(e) => {
                 // A "no" from AWS: the secret is gone or we may no longer read it.
-                slot.value = None;
                 slot.failure = None;
-                if e.is_not_found() && !s.negative_ttl.is_zero() {
-                    slot.negative = Some((e.clone(), now + s.negative_ttl));
-                }
+                replace = Some(None);
                 Err(e)
             }
         };
-        if slot.value.is_none() && slot.inflight.is_none() && slot.negative.is_none() {
-            st.map.remove(key);
+        if let Some(value) = replace {
+            st.set_value(key, value);
         }
-        evict(&mut st, s.capacity);
-        self.inner.metrics.set_entries(st.map.len());
+        match &outcome {
+            Ok(_) => {
+                st.negative.remove(key);
+            }
+            Err(e) if e.is_not_found() && !s.negative_ttl.is_zero() => {
+                st.remember_not_found(key, e.clone(), now + s.negative_ttl);
+            }
+            Err(_) => {}
+        }
+        if st
+            .map
+            .get(key)
+            .is_some_and(|slot| slot.value.is_none() && slot.inflight.is_none())
+        {
+            st.remove(key);
+        }
+        evict(&mut st, s.capacity, s.max_bytes);
+        self.inner.metrics.set_entries(st.values, st.bytes);
         outcome
     }
 
@@ -459,9 +571,12 @@ impl<B: Backend> Cache<B> {
                 pending.push((id, key, tx, rx));
             }
         }
+        let jobs = usize::from(!pending.is_empty()) + parameters.len();
+        self.inner.prefetching.send_modify(|n| *n += jobs);
         if !pending.is_empty() {
             let cache = self.clone();
             self.spawn(async move {
+                let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
                 let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
                 let mut results = cache.inner.backend.fetch_secrets(ids).await;
@@ -484,6 +599,7 @@ impl<B: Backend> Cache<B> {
         for name in parameters {
             let cache = self.clone();
             self.spawn(async move {
+                let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
                 let key = Key::parameter(name.clone(), None, None, true);
                 if let Err(e) = cache.get(key, false).await {
@@ -520,6 +636,64 @@ impl<B: Backend> Cache<B> {
             }
         }
         due.len()
+    }
+
+    /// Waits, at most `limit`, until the prefetch and every backend call in flight now have
+    /// finished. Lambda freezes the process once the extension asks for the next event, and a
+    /// fetch frozen mid-flight times out after the thaw; in SnapStart, the snapshot must not
+    /// capture a prefetch half done. Returns false when `limit` passed first.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let inflight: Vec<watch::Receiver<Outcome>> = self
+            .state()
+            .map
+            .values()
+            .filter_map(|s| s.inflight.clone())
+            .collect();
+        let mut prefetching = self.inner.prefetching.subscribe();
+        let all = async move {
+            let _ = prefetching.wait_for(|n| *n == 0).await;
+            for rx in inflight {
+                let _ = wait(rx).await;
+            }
+        };
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+
+    /// Marks every cached value as possibly out of date: each is revalidated (DescribeSecret,
+    /// or a new read) before it is served as a hit again, and served stale meanwhile only if
+    /// AWS fails. For a process restored from a snapshot. Returns the number of values marked.
+    pub fn revalidate_all(&self) -> usize {
+        let mut st = self.state();
+        let mut n = 0;
+        for slot in st.map.values_mut().filter(|s| s.value.is_some()) {
+            slot.suspect = true;
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether a read past the refresh-ahead point starts a background refresh (default on).
+    pub fn set_refresh_on_read(&self, on: bool) {
+        self.inner.refresh_on_read.store(on, Relaxed);
+    }
+
+    /// For a process restored from a snapshot (SnapStart): new AWS clients (the pooled
+    /// connections are dead, credentials may be stale) and every value revalidated before it
+    /// is a hit again. Returns the number of values marked.
+    pub fn after_restore(&self) -> usize {
+        self.inner.backend.renew();
+        self.revalidate_all()
+    }
+
+    /// Values held and their counted bytes.
+    pub fn stored(&self) -> (usize, usize) {
+        let st = self.state();
+        (st.values, st.bytes)
+    }
+
+    /// "Not found" answers remembered (expired ones included until they are looked at).
+    pub fn remembered_not_found(&self) -> usize {
+        self.state().negative.len()
     }
 
     /// Age of the oldest cached value.
@@ -567,6 +741,15 @@ fn read_of(answer: &Result<Answer, Error>) -> Read {
     }
 }
 
+/// Counts a prefetch job as finished when dropped (also when the task is aborted).
+struct PrefetchDone<'a>(&'a watch::Sender<usize>);
+
+impl Drop for PrefetchDone<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 fn age(now: SystemTime, then: SystemTime) -> Duration {
     // A clock stepped backwards makes an entry look new; never negative.
     now.duration_since(then).unwrap_or_default()
@@ -594,19 +777,19 @@ fn random_unit() -> f64 {
     }
 }
 
-/// Drops least-recently-used entries past `capacity`, sparing those with a fetch in flight.
-fn evict(st: &mut State, capacity: usize) {
-    while st.map.len() > capacity.max(1) {
+/// Drops the least recently read values while more than `capacity` values or more than
+/// `max_bytes` counted bytes are held, sparing those with a fetch in flight. The newest value
+/// always stays, even alone over the byte budget: a value that was just fetched is served.
+fn evict(st: &mut State, capacity: usize, max_bytes: usize) {
+    while st.values > capacity.max(1) || (st.bytes > max_bytes.max(1) && st.values > 1) {
         let victim = st
             .map
             .iter()
-            .filter(|(_, s)| s.inflight.is_none())
+            .filter(|(_, s)| s.inflight.is_none() && s.value.is_some())
             .min_by_key(|(_, s)| s.used)
             .map(|(k, _)| k.clone());
         match victim {
-            Some(k) => {
-                st.map.remove(&k);
-            }
+            Some(k) => st.remove(&k),
             None => break,
         }
     }
@@ -626,6 +809,12 @@ mod tests {
         version: AtomicUsize,
         fail: std::sync::atomic::AtomicBool,
         missing: std::sync::atomic::AtomicBool,
+        /// Ids AWS says do not exist (the others do).
+        absent: Mutex<std::collections::HashSet<String>>,
+        /// Bytes of padding added to every body.
+        padding: AtomicUsize,
+        /// How long each call takes.
+        delay: Mutex<Duration>,
     }
 
     impl Backend for Arc<Table> {
@@ -635,13 +824,18 @@ mod tests {
             previous: Option<Arc<Fetched>>,
         ) -> Result<Refreshed, Error> {
             tokio::task::yield_now().await;
+            let delay = *self.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if self.fail.load(Ordering::SeqCst) {
                 return Err(Error::Unreachable {
                     operation: "GetSecretValue",
                     detail: "down".into(),
                 });
             }
-            if self.missing.load(Ordering::SeqCst) {
+            if self.missing.load(Ordering::SeqCst) || self.absent.lock().unwrap().contains(&key.id)
+            {
                 return Err(Error::Service {
                     kind: ServiceErrorKind::NotFound,
                     status: 400,
@@ -657,8 +851,9 @@ mod tests {
                 }
             }
             self.calls.fetch_add(1, Ordering::SeqCst);
+            let pad = "x".repeat(self.padding.load(Ordering::SeqCst));
             Ok(Refreshed::New(Fetched {
-                body: Bytes::from(format!("{}@{v}", key.id)),
+                body: Bytes::from(format!("{}@{v}{pad}", key.id)),
                 version: Some(v),
                 stages: vec![],
             }))
@@ -681,12 +876,15 @@ mod tests {
     }
 
     fn setup(capacity: usize) -> (Cache<Arc<Table>>, Arc<Table>, Arc<ManualClock>) {
-        let table = Arc::new(Table::default());
-        let clock = Arc::new(ManualClock::new());
-        let settings = Settings {
+        setup_with(Settings {
             capacity,
             ..Settings::from_config(&Config::default())
-        };
+        })
+    }
+
+    fn setup_with(settings: Settings) -> (Cache<Arc<Table>>, Arc<Table>, Arc<ManualClock>) {
+        let table = Arc::new(Table::default());
+        let clock = Arc::new(ManualClock::new());
         let cache = Cache::new(
             table.clone(),
             settings,
@@ -749,6 +947,143 @@ mod tests {
         );
     }
 
+    /// Values counted in bytes: each read of a new 10 KiB value past the budget evicts the least
+    /// recently read one, and the count never exceeds the budget.
+    #[tokio::test]
+    async fn byte_budget_evicts_least_recently_used() {
+        const BODY: usize = 10 * 1024;
+        let (cache, table, _) = setup_with(Settings {
+            capacity: 1000,
+            // Room for 4 values of ~10 KiB (body + key + overhead), not 5.
+            max_bytes: 4 * (BODY + 300) + 100,
+            ..Settings::from_config(&Config::default())
+        });
+        table.padding.store(BODY, Ordering::SeqCst);
+        for id in ["a", "b", "c", "d"] {
+            cache.get(key(id), false).await.unwrap();
+        }
+        assert_eq!(cache.stored().0, 4);
+        cache.get(key("a"), false).await.unwrap(); // b is now the least recently read
+        cache.get(key("e"), false).await.unwrap(); // evicts b
+        let (values, bytes) = cache.stored();
+        assert_eq!(values, 4);
+        assert!(bytes <= 4 * (BODY + 300) + 100, "{bytes}");
+        let calls = table.calls.load(Ordering::SeqCst);
+        for id in ["a", "c", "d", "e"] {
+            let got = cache.get(key(id), false).await.unwrap();
+            assert_eq!(got.status, CacheStatus::Hit, "{id}");
+        }
+        assert_eq!(table.calls.load(Ordering::SeqCst), calls, "all hits");
+        assert_eq!(
+            cache.get(key("b"), false).await.unwrap().status,
+            CacheStatus::Miss
+        );
+    }
+
+    /// 100 values of 64 KiB (the Secrets Manager maximum) under a 1 MiB budget: at most 1 MiB
+    /// counted, and the most recent values are the ones kept.
+    #[tokio::test]
+    async fn byte_budget_holds_with_large_secrets() {
+        let (cache, table, _) = setup_with(Settings {
+            capacity: 1000,
+            max_bytes: 1024 * 1024,
+            ..Settings::from_config(&Config::default())
+        });
+        table.padding.store(64 * 1024, Ordering::SeqCst);
+        for i in 0..100 {
+            cache.get(key(&format!("s{i}")), false).await.unwrap();
+            assert!(cache.stored().1 <= 1024 * 1024, "after {i}");
+        }
+        let (values, _) = cache.stored();
+        assert_eq!(
+            values, 15,
+            "1 MiB holds 15 values of 64 KiB + key + overhead"
+        );
+        assert_eq!(
+            cache.get(key("s99"), false).await.unwrap().status,
+            CacheStatus::Hit
+        );
+    }
+
+    /// A value alone over the budget is still served and kept until something newer comes.
+    #[tokio::test]
+    async fn a_value_larger_than_the_budget_is_served() {
+        let (cache, table, _) = setup_with(Settings {
+            max_bytes: 1000,
+            ..Settings::from_config(&Config::default())
+        });
+        table.padding.store(5000, Ordering::SeqCst);
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.body.len(), "a@0".len() + 5000);
+        assert_eq!(cache.stored().0, 1);
+        cache.get(key("b"), false).await.unwrap();
+        assert_eq!(cache.stored().0, 1, "a was evicted for b");
+    }
+
+    /// Issue 21.5: 1,500 distinct missing ids never push a cached secret out, and the negative
+    /// cache itself stays bounded.
+    #[tokio::test]
+    async fn not_found_answers_never_evict_values() {
+        let (cache, table, _) = setup(10);
+        for i in 0..10 {
+            cache.get(key(&format!("good{i}")), false).await.unwrap();
+        }
+        {
+            let mut absent = table.absent.lock().unwrap();
+            for i in 0..1500 {
+                absent.insert(format!("missing{i}"));
+            }
+        }
+        for i in 0..1500 {
+            let e = cache
+                .get(key(&format!("missing{i}")), false)
+                .await
+                .unwrap_err();
+            assert!(e.is_not_found());
+        }
+        let calls = table.calls.load(Ordering::SeqCst);
+        for i in 0..10 {
+            let got = cache.get(key(&format!("good{i}")), false).await.unwrap();
+            assert_eq!(got.status, CacheStatus::Hit, "good{i}");
+        }
+        assert_eq!(table.calls.load(Ordering::SeqCst), calls);
+        assert_eq!(cache.stored().0, 10);
+        assert_eq!(cache.remembered_not_found(), NEGATIVE_CAPACITY);
+        // The most recent "not found" is still remembered: no call for it.
+        assert!(cache.get(key("missing1499"), false).await.is_err());
+        assert_eq!(table.calls.load(Ordering::SeqCst), calls);
+    }
+
+    /// Concurrent misses in flight do not count as values either.
+    #[tokio::test]
+    async fn fetches_in_flight_do_not_evict_values() {
+        let (cache, table, _) = setup(3);
+        for id in ["a", "b", "c"] {
+            cache.get(key(id), false).await.unwrap();
+        }
+        let reads: Vec<_> = (0..20)
+            .map(|i| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.get(key(&format!("n{i}")), true).await })
+            })
+            .collect();
+        table
+            .absent
+            .lock()
+            .unwrap()
+            .extend((0..20).map(|i| format!("n{i}")));
+        for r in reads {
+            let _ = r.await.unwrap();
+        }
+        for id in ["a", "b", "c"] {
+            assert_eq!(
+                cache.get(key(id), false).await.unwrap().status,
+                CacheStatus::Hit,
+                "{id}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn stale_served_on_transient_error_then_backoff() {
         let (cache, table, clock) = setup(10);
@@ -799,6 +1134,56 @@ mod tests {
         let a = cache.get(key("a"), false).await.unwrap();
         assert_eq!(&a.body[..], b"a@1");
         assert_eq!(a.status, CacheStatus::Hit);
+    }
+
+    /// Issue 20.3: the refreshes an INVOKE starts can be waited for, within a bound.
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_refreshes_within_a_bound() {
+        let (cache, table, clock) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        table.version.store(1, Ordering::SeqCst);
+        *table.delay.lock().unwrap() = Duration::from_secs(1);
+        clock.advance(Duration::from_secs(250));
+        assert_eq!(cache.refresh_due(), 1);
+        assert!(
+            cache.settle(Duration::from_secs(5)).await,
+            "finished in time"
+        );
+        assert_eq!(table.calls.load(Ordering::SeqCst), 2, "the refresh read v1");
+        clock.advance(Duration::from_secs(250));
+        *table.delay.lock().unwrap() = Duration::from_secs(30);
+        assert_eq!(cache.refresh_due(), 1);
+        assert!(!cache.settle(Duration::from_secs(5)).await, "bounded");
+    }
+
+    /// Issue 20.4: SnapStart waits for the prefetch before the snapshot.
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_the_prefetch() {
+        let (cache, table, _) = setup(10);
+        *table.delay.lock().unwrap() = Duration::from_secs(2);
+        cache.prefetch(vec!["a".into(), "b".into()], vec![], Duration::ZERO);
+        assert!(cache.settle(Duration::from_secs(10)).await);
+        assert_eq!(cache.stored().0, 2);
+        assert_eq!(table.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Issue 20.4: after a restore every value is revalidated before it is a hit again.
+    #[tokio::test]
+    async fn values_marked_for_revalidation_are_checked_before_a_hit() {
+        let (cache, table, _) = setup(10);
+        cache.get(key("a"), false).await.unwrap();
+        assert_eq!(cache.revalidate_all(), 1);
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Miss);
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            table.calls.load(Ordering::SeqCst),
+            1,
+            "unchanged: no new read"
+        );
+        let a = cache.get(key("a"), false).await.unwrap();
+        assert_eq!(a.status, CacheStatus::Hit);
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -22,6 +22,14 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// A safe cap where the AWS extension would wait forever (`*_TIMEOUT_MILLIS=0`).
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TTL_SECONDS: u64 = 86_400;
+/// Default byte budget of cached values. Sized for the shipped limits: the ECS sidecar's 64 MiB
+/// and the EKS sidecar's 48 Mi hold the agent's own ~10 MiB plus this budget with room for the
+/// allocator's slack, and a 128 MB Lambda function keeps most of its memory.
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The smallest byte budget: one maximum-size secret (64 KiB) with room to spare.
+const MIN_CACHE_MAX_BYTES: u64 = 1024 * 1024;
+/// The largest byte budget (4 GiB).
+const MAX_CACHE_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Log levels of the AWS agent and extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,9 @@ pub struct Config {
     pub parameters_ttl: Duration,
     /// Entries across secrets and parameters; 0 disables caching.
     pub cache_size: usize,
+    /// Bytes of cached values (bodies, keys and a fixed overhead per entry); the least recently
+    /// read value is evicted when this or `cache_size` is passed.
+    pub cache_max_bytes: usize,
     pub ssrf_headers: Vec<String>,
     pub ssrf_env_variables: Vec<String>,
     pub path_prefix: String,
@@ -133,6 +144,7 @@ impl Default for Config {
             secrets_ttl: DEFAULT_TTL,
             parameters_ttl: DEFAULT_TTL,
             cache_size: 1000,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             ssrf_headers: vec![
                 "X-Aws-Parameters-Secrets-Token".into(),
                 "X-Vault-Token".into(),
@@ -190,6 +202,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The AWS extension's own variables: clamped rather than refused where it clamps or sets no
+/// maximum.
+const AWS_EXTENSION_ENV: &[&str] = &[
+    "SECRETS_MANAGER_TTL",
+    "SSM_PARAMETER_STORE_TTL",
+    "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
+    "SECRETS_MANAGER_TIMEOUT_MILLIS",
+    "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+];
+
+/// Concurrent AWS calls used at most, whatever MAX_CONNECTIONS says.
+const MAX_BACKEND_CALLS: u64 = 10_000;
+
 /// The environment variables we own or recognise, for the "unknown variable" warning.
 const KNOWN_ENV: &[&str] = &[
     "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED",
@@ -209,6 +234,7 @@ const KNOWN_ENV: &[&str] = &[
     "SECRETS_AGENT_REFRESH_RATIO",
     "SECRETS_AGENT_MAX_STALE_SECONDS",
     "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
+    "SECRETS_AGENT_CACHE_MAX_BYTES",
     "SECRETS_AGENT_LOG_FORMAT",
 ];
 
@@ -246,6 +272,10 @@ const NESTED_KEYS: &[(&str, &str)] = &[
     (
         "capabilities.secrets_manager.cache.cache_size",
         "cache_size",
+    ),
+    (
+        "capabilities.secrets_manager.cache.cache_max_bytes",
+        "cache_max_bytes",
     ),
     (
         "capabilities.secrets_manager.security.ssrf_headers",
@@ -290,6 +320,40 @@ impl Problems {
             _ => {
                 self.push(format!(
                     "{name} = {raw}: must be a whole number from {min} to {max}"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Like [`Problems::int`], but a value above `max` is used as `max` with a warning: how the
+    /// AWS extension treats its own variables (it clamps `SECRETS_MANAGER_TTL` to its cap), so a
+    /// function configured for it starts here too.
+    fn int_clamped(
+        &mut self,
+        name: &str,
+        raw: &Raw,
+        min: u64,
+        max: u64,
+        warnings: &mut Vec<String>,
+    ) -> Option<u64> {
+        let parsed = match raw {
+            Raw::Int(i) => u64::try_from(*i).ok(),
+            Raw::Str(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(v) if v > max => {
+                warnings.push(format!(
+                    "{name} = {raw} is above the maximum secrets-agent allows; using {max}"
+                ));
+                Some(max)
+            }
+            Some(v) if v >= min => Some(v),
+            _ => {
+                self.push(format!(
+                    "{name} = {raw}: must be a whole number of at least {min} (values above \
+                     {max} are used as {max})"
                 ));
                 None
             }
@@ -507,6 +571,10 @@ impl Config {
         for Setting { key, shown, raw } in &settings {
             let name = shown.as_str();
             let p = &mut problems;
+            // The AWS extension's variables are clamped where it clamps them; our own keys
+            // (TOML, SECRETS_AGENT_*) keep strict ranges.
+            let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
+            let warnings = &mut config.warnings;
             match key.as_str() {
                 "log_level" => {
                     if let Some(s) = p.string(name, raw) {
@@ -539,7 +607,12 @@ impl Config {
                     }
                 }
                 "ttl_seconds" | "secrets_ttl_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
+                    } else {
+                        p.int(name, raw, 0, MAX_TTL_SECONDS)
+                    };
+                    if let Some(v) = v {
                         config.secrets_ttl = Duration::from_secs(v);
                         if key == "ttl_seconds" {
                             config.parameters_ttl = Duration::from_secs(v);
@@ -547,7 +620,12 @@ impl Config {
                     }
                 }
                 "parameters_ttl_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, MAX_TTL_SECONDS) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
+                    } else {
+                        p.int(name, raw, 0, MAX_TTL_SECONDS)
+                    };
+                    if let Some(v) = v {
                         config.parameters_ttl = Duration::from_secs(v);
                     }
                 }
@@ -559,6 +637,11 @@ impl Config {
                     };
                     if let Some(v) = p.int(name, raw, min, 1000) {
                         config.cache_size = v as usize;
+                    }
+                }
+                "cache_max_bytes" => {
+                    if let Some(v) = p.int(name, raw, MIN_CACHE_MAX_BYTES, MAX_CACHE_MAX_BYTES) {
+                        config.cache_max_bytes = usize::try_from(v).unwrap_or(usize::MAX);
                     }
                 }
                 "cache_enabled" => {
@@ -608,7 +691,14 @@ impl Config {
                     }
                 }
                 "max_backend_calls" => {
-                    if let Some(v) = p.int(name, raw, 1, 1000) {
+                    // The AWS extension documents no maximum for MAX_CONNECTIONS; past this
+                    // many concurrent calls AWS throttles anyway.
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 1, MAX_BACKEND_CALLS, warnings)
+                    } else {
+                        p.int(name, raw, 1, MAX_BACKEND_CALLS)
+                    };
+                    if let Some(v) = v {
                         config.max_backend_calls = v as usize;
                     }
                 }
@@ -623,7 +713,12 @@ impl Config {
                     }
                 }
                 "secrets_timeout_millis" | "parameters_timeout_millis" => {
-                    if let Some(v) = p.int(name, raw, 0, 600_000) {
+                    let v = if aws_extension_var {
+                        p.int_clamped(name, raw, 0, 600_000, warnings)
+                    } else {
+                        p.int(name, raw, 0, 600_000)
+                    };
+                    if let Some(v) = v {
                         let d = if v == 0 {
                             DEFAULT_BACKEND_TIMEOUT
                         } else {
@@ -883,6 +978,7 @@ fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<Strin
             "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
             "negative_cache_seconds",
         ),
+        ("SECRETS_AGENT_CACHE_MAX_BYTES", "cache_max_bytes"),
     ];
     for (var, key) in MAP {
         // An unset or empty variable means "use the default", as in the AWS extension.
@@ -1071,6 +1167,67 @@ mod tests {
     }
 
     #[test]
+    fn cache_max_bytes_from_file_or_env_within_its_range() {
+        assert_eq!(
+            load(None, &[]).unwrap().cache_max_bytes,
+            DEFAULT_CACHE_MAX_BYTES
+        );
+        let c = load(Some("cache_max_bytes = 33554432"), &[]).unwrap();
+        assert_eq!(c.cache_max_bytes, 32 * 1024 * 1024);
+        let c = load(None, &[("SECRETS_AGENT_CACHE_MAX_BYTES", "2097152")]).unwrap();
+        assert_eq!(c.cache_max_bytes, 2 * 1024 * 1024);
+        let err = load(None, &[("SECRETS_AGENT_CACHE_MAX_BYTES", "1000")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![
+                "SECRETS_AGENT_CACHE_MAX_BYTES = \"1000\": must be a whole number from 1048576 \
+                  to 4294967296"
+                    .to_string()
+            ]
+        );
+    }
+
+    /// Issue 20.6: what the AWS extension accepts starts here too; above our caps the value is
+    /// clamped with a warning naming the variable and the value used.
+    #[test]
+    fn aws_extension_variables_are_clamped_not_refused() {
+        let c = load(
+            None,
+            &[
+                ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "5000"),
+                ("SECRETS_MANAGER_TTL", "100000"),
+                ("SSM_PARAMETER_STORE_TTL", "3600"),
+                ("SECRETS_MANAGER_TIMEOUT_MILLIS", "900000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_backend_calls, 5000);
+        assert_eq!(c.secrets_ttl, Duration::from_secs(MAX_TTL_SECONDS));
+        assert_eq!(c.parameters_ttl, Duration::from_secs(3600));
+        assert_eq!(c.secrets_timeout, Duration::from_secs(600));
+        let mut w = c.warnings.clone();
+        w.sort();
+        assert_eq!(
+            w,
+            vec![
+                "SECRETS_MANAGER_TIMEOUT_MILLIS = \"900000\" is above the maximum secrets-agent \
+                 allows; using 600000",
+                "SECRETS_MANAGER_TTL = \"100000\" is above the maximum secrets-agent allows; \
+                 using 86400",
+            ]
+        );
+        let c = load(
+            None,
+            &[("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "99999999")],
+        )
+        .unwrap();
+        assert_eq!(c.max_backend_calls, MAX_BACKEND_CALLS as usize);
+        // Our own keys keep their strict ranges.
+        let err = load(Some("ttl_seconds = 100000"), &[]).unwrap_err();
+        assert!(err.0[0].contains("from 0 to 86400"), "{err}");
+    }
+
+    #[test]
     fn cache_disabled_by_env() {
         let c = load(
             None,
@@ -1164,16 +1321,12 @@ mod tests {
             (
                 "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
                 "0",
-                "from 1 to 1000",
+                "of at least 1",
             ),
-            ("SECRETS_MANAGER_TTL", "-5", "from 0 to 86400"),
-            ("SSM_PARAMETER_STORE_TTL", "ten", "from 0 to 86400"),
-            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5", "from 0 to 600000"),
-            (
-                "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
-                "x",
-                "from 0 to 600000",
-            ),
+            ("SECRETS_MANAGER_TTL", "-5", "of at least 0"),
+            ("SSM_PARAMETER_STORE_TTL", "ten", "of at least 0"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5", "of at least 0"),
+            ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "x", "of at least 0"),
             ("SECRETS_AGENT_LISTEN", "nowhere", "must be an IP address"),
         ];
         for (var, value, expected) in cases {

@@ -7,8 +7,8 @@
 //!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
-//! - `runtime`: how the agent lives: `lambda` (the Extensions API loop), `sidecar` (the container
-//!   lifecycle and `health`), `shutdown` (the signal future).
+//! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
+//!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
 //! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar they share.
 //! - `config`, `error`, `metrics`, `logging`: settings, error classes, counters, log set-up.
 

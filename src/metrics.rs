@@ -28,6 +28,7 @@ pub struct Metrics {
     errors: AtomicU64,
     refresh_ahead: AtomicU64,
     entries: AtomicU64,
+    bytes: AtomicU64,
     /// (operation, outcome) -> count, and per operation latency buckets. Written once per
     /// backend call, which is rare next to reads, so a mutex is fine.
     calls: Mutex<Vec<CallStats>>,
@@ -57,8 +58,10 @@ impl Metrics {
         self.refresh_ahead.fetch_add(1, Relaxed);
     }
 
-    pub fn set_entries(&self, n: usize) {
+    /// Values cached and the bytes they count against `cache_max_bytes`.
+    pub fn set_entries(&self, n: usize, bytes: usize) {
         self.entries.store(n as u64, Relaxed);
+        self.bytes.store(bytes as u64, Relaxed);
     }
 
     /// Records one backend call: its operation, outcome (`ok` or an error label) and latency.
@@ -143,6 +146,11 @@ impl Metrics {
             out,
             "# HELP secrets_agent_cache_entries Entries in the cache.\n# TYPE secrets_agent_cache_entries gauge\nsecrets_agent_cache_entries {}",
             self.entries.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP secrets_agent_cache_bytes Bytes of cached values, as counted against cache_max_bytes.\n# TYPE secrets_agent_cache_bytes gauge\nsecrets_agent_cache_bytes {}",
+            self.bytes.load(Relaxed)
         );
         let _ = writeln!(
             out,

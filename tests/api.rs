@@ -461,6 +461,56 @@ async fn lru_evicts_the_least_recently_read() {
     agent.stop().await;
 }
 
+/// Issue 20.5: 64 KiB secrets (the Secrets Manager maximum) under a 1 MiB byte budget. The
+/// agent's own count stays under the budget, the newest values are hits, and the oldest were
+/// evicted (a miss, one more GetSecretValue).
+#[tokio::test]
+async fn byte_budget_bounds_the_cache_with_large_secrets() {
+    const BUDGET: usize = 1024 * 1024;
+    let agent = TestAgent::start(|c| c.cache_max_bytes = BUDGET).await;
+    let big = "s".repeat(64 * 1024);
+    let names: Vec<String> = (0..24).map(|i| unique(&format!("api-big{i}"))).collect();
+    for n in &names {
+        create_secret(n, &big).await;
+    }
+    let path = |n: &str| format!("/secretsmanager/get?secretId={n}");
+    for n in &names {
+        let r = agent.get(&path(n)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.json()["SecretString"].as_str().map(str::len),
+            Some(64 * 1024)
+        );
+    }
+    let metrics = agent.get("/metrics").await.text();
+    let gauge = |name: &str| -> usize {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (entries, bytes) = (
+        gauge("secrets_agent_cache_entries"),
+        gauge("secrets_agent_cache_bytes"),
+    );
+    assert!(bytes <= BUDGET, "{bytes} bytes counted");
+    assert_eq!(
+        entries, 15,
+        "1 MiB holds 15 values of 64 KiB and their JSON"
+    );
+    assert_eq!(
+        agent.get(&path(&names[23])).await.header("x-cache"),
+        Some("hit")
+    );
+    assert_eq!(
+        agent.get(&path(&names[0])).await.header("x-cache"),
+        Some("miss")
+    );
+    assert_eq!(agent.proxy.count("GetSecretValue"), 25);
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn ttl_zero_disables_caching() {
     let agent = TestAgent::start(|c| c.secrets_ttl = Duration::ZERO).await;

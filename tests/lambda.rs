@@ -7,8 +7,11 @@
 //! hold the register response while a test probes the agent, and answer
 //! `/extension/init/error` and `/extension/exit/error`, which lambda-simulator 0.2 does not
 //! implement (it answers 404); the relay answers them as the AWS Extensions API reference says
-//! (202 `{"status":"OK"}`). Everything else (register, event/next, INVOKE, SHUTDOWN and its
-//! deadline, the Runtime API the test uses as the function) is the simulator's.
+//! (202 `{"status":"OK"}`). It also plays what the simulator does not model: Lambda Managed
+//! Instances refusing an INVOKE registration with 400 (`refuse_invoke_registration`), and
+//! scripted event/next answers (`script_next`: a 500, an event type from the future).
+//! Everything else (register, event/next, INVOKE, SHUTDOWN and its deadline, the Runtime API
+//! the test uses as the function) is the simulator's.
 //!
 //! `init_overhead` (ignored by default) measures start → registered; see README.md, "Init overhead".
 
@@ -30,7 +33,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use lambda_simulator::{EventType, ShutdownReason, Simulator};
+use lambda_simulator::{EventType, FreezeMode, ShutdownReason, Simulator};
 use tokio::sync::watch;
 
 const REGISTER: &str = "/2020-01-01/extension/register";
@@ -75,6 +78,10 @@ struct Relay {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     register_open: watch::Sender<bool>,
+    /// As Lambda Managed Instances do: a register call that names INVOKE gets 400.
+    refuse_invoke: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers for the next event/next calls, in order, instead of the simulator's.
+    next_script: Arc<Mutex<std::collections::VecDeque<(StatusCode, &'static str)>>>,
 }
 
 impl Relay {
@@ -85,6 +92,8 @@ impl Relay {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             seen: Arc::new(Mutex::new(Vec::new())),
             register_open,
+            refuse_invoke: Arc::default(),
+            next_script: Arc::default(),
         };
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
@@ -107,6 +116,17 @@ impl Relay {
 
     fn release_register(&self) {
         self.register_open.send_replace(true);
+    }
+
+    /// Refuses registrations for INVOKE with 400, as Lambda Managed Instances do.
+    fn refuse_invoke_registration(&self) {
+        self.refuse_invoke
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers the next event/next call with `status` and `body` instead of the simulator.
+    fn script_next(&self, status: StatusCode, body: &'static str) {
+        self.next_script.lock().unwrap().push_back((status, body));
     }
 
     fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
@@ -142,6 +162,27 @@ impl Relay {
         if path == REGISTER {
             let mut open = self.register_open.subscribe();
             let _ = open.wait_for(|open| *open).await;
+            let names_invoke = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["events"].as_array().cloned())
+                .is_some_and(|events| events.iter().any(|e| e == "INVOKE"));
+            if names_invoke && self.refuse_invoke.load(std::sync::atomic::Ordering::SeqCst) {
+                let body = serde_json::json!({
+                    "errorMessage": "INVOKE event is not supported on Lambda Managed Instances",
+                    "errorType": "InvalidRequest",
+                });
+                let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                return Ok(resp);
+            }
+        }
+        if path == NEXT {
+            let scripted = self.next_script.lock().unwrap().pop_front();
+            if let Some((status, body)) = scripted {
+                let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                *resp.status_mut() = status;
+                return Ok(resp);
+            }
         }
         match common::send_upstream(&client, parts, body, &format!("http://{upstream}")).await {
             Ok(resp) => Ok(resp),
@@ -787,4 +828,282 @@ async fn the_exec_wrapper_gives_the_runtime_values_resolved_through_the_extensio
     let status = agent.exit_within(PATIENCE).await.expect("agent exits");
     assert_eq!(status.code(), Some(0), "{}", agent.log());
     let _ = std::fs::remove_dir_all(&opt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// issue 20: Managed Instances, unexpected Extensions API answers, refresh vs freeze, SnapStart
+
+/// Issue 20.1: on Managed Instances the agent registers for SHUTDOWN only (the relay refuses an
+/// INVOKE registration with 400, as the service does), serves, and stops on SHUTDOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_register_for_shutdown_only() {
+    let name = common::unique("lambda-lmi");
+    common::create_secret(&name, "lmi-value").await;
+    let proxy = Proxy::start().await;
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.refuse_invoke_registration();
+    let mut agent = Setup::new(&sim, relay.runtime_api(), &proxy.url)
+        .var("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
+        .spawn();
+    wait_until("registration", || async {
+        sim.extension_count().await == 1
+    })
+    .await;
+    let registers = relay.seen("POST", REGISTER);
+    assert_eq!(registers.len(), 1);
+    assert_eq!(
+        registers[0].json(),
+        serde_json::json!({"events": ["SHUTDOWN"]})
+    );
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["SecretString"], "lmi-value");
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+}
+
+/// Issue 20.1: the relay's refusal is real: an agent that asks for INVOKE there cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoke_registration_refused_is_an_exit_1() {
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.refuse_invoke_registration();
+    let mut agent = Setup::new(&sim, relay.runtime_api(), "http://127.0.0.1:9").spawn();
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        agent.log().contains("register answered 400"),
+        "{}",
+        agent.log()
+    );
+}
+
+/// Issue 20.1: the init-error path registers for SHUTDOWN only too, so a configuration error
+/// is reported on Managed Instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_report_init_errors() {
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.refuse_invoke_registration();
+    let mut agent = Setup::new(&sim, relay.runtime_api(), "http://127.0.0.1:9")
+        .var("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
+        .var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "abc")
+        .spawn();
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(64), "{}", agent.log());
+    let errors = relay.seen("POST", INIT_ERROR);
+    assert_eq!(errors.len(), 1, "{}", agent.log());
+    assert_eq!(
+        errors[0].header("lambda-extension-function-error-type"),
+        Some("Extension.InvalidConfiguration")
+    );
+}
+
+/// Issue 20.7: an event type this version does not know is logged and skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_event_type_is_skipped() {
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.script_next(
+        StatusCode::OK,
+        r#"{"eventType":"RESTORE","deadlineMs":1,"restoreReason":"future"}"#,
+    );
+    let mut agent = Setup::new(&sim, relay.runtime_api(), "http://127.0.0.1:9").spawn();
+    wait_until("a second event/next", || async {
+        relay.seen("GET", NEXT).len() >= 2
+    })
+    .await;
+    assert!(agent.running());
+    assert!(agent.log().contains("RESTORE"), "{}", agent.log());
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert!(relay.seen("POST", EXIT_ERROR).is_empty());
+}
+
+/// Issue 20.7: a 500 from event/next (the API reference: a state the extension cannot recover
+/// from) ends the agent with an exit error that says what the answer was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_from_event_next_is_reported_as_such() {
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.script_next(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"errorMessage":"State transition failed","errorType":"InvalidStateTransition"}"#,
+    );
+    let mut agent = Setup::new(&sim, relay.runtime_api(), "http://127.0.0.1:9").spawn();
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(1));
+    let errors = relay.seen("POST", EXIT_ERROR);
+    assert_eq!(errors.len(), 1, "{}", agent.log());
+    let message = errors[0].json()["errorMessage"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("event/next answered 500"), "{message}");
+    assert!(!message.contains("eventType"), "{message}");
+}
+
+/// Issue 20.7: other odd answers (here a 502 and a body that is no event) are retried, not
+/// fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_odd_answer_from_event_next_is_retried() {
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    relay.script_next(StatusCode::BAD_GATEWAY, "");
+    relay.script_next(StatusCode::OK, r#"{"unexpected":true}"#);
+    let mut agent = Setup::new(&sim, relay.runtime_api(), "http://127.0.0.1:9").spawn();
+    wait_until("the third event/next", || async {
+        relay.seen("GET", NEXT).len() >= 3
+    })
+    .await;
+    assert!(agent.running());
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+}
+
+/// Issue 20.3: the refresh an INVOKE starts is finished before the agent asks for the next
+/// event (after which Lambda may freeze it): AWS answers the refresh after 700 ms, and the
+/// second event/next comes only after that answer. The simulator's freeze mode then stops the
+/// agent (SIGSTOP) once the invoke is done, as Lambda does, and thaws it for the next invoke:
+/// the refreshed value is a hit and no call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_waits_for_its_refreshes_before_the_next_poll() {
+    let name = common::unique("lambda-freeze");
+    common::create_secret(&name, "freeze-value").await;
+    let proxy = Proxy::start().await;
+    let sim = Simulator::builder()
+        .function_name("secrets-agent-test")
+        .shutdown_timeout(Duration::from_secs(3))
+        .freeze_mode(FreezeMode::Process)
+        .build()
+        .await
+        .expect("start lambda-simulator");
+    let relay = Relay::start(sim.addr()).await;
+    let agent = Setup::new(&sim, relay.runtime_api(), &proxy.url)
+        .var("SECRETS_AGENT_PREFETCH", name.clone())
+        .var("SECRETS_MANAGER_TTL", "2")
+        .var("SECRETS_AGENT_REFRESH_RATIO", "0.1")
+        .spawn();
+    wait_until("the first event/next", || async {
+        !relay.seen("GET", NEXT).is_empty()
+    })
+    .await;
+    wait_until("the prefetch to complete", || async {
+        completed_backend_calls(&agent).await >= 1
+    })
+    .await;
+    wait_until("the first event/next", || async {
+        !relay.seen("GET", NEXT).is_empty()
+    })
+    .await;
+    // Past the refresh-ahead point (0.2 s), not the TTL.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set_fault(
+        Fault::Delay(Duration::from_millis(700)),
+        Some("DescribeSecret"),
+    );
+    let runtime = Runtime::new(&sim);
+    let request_id = sim.enqueue_payload(serde_json::json!({})).await;
+    assert_eq!(runtime.next().await, request_id);
+    wait_until("the second event/next", || async {
+        relay.seen("GET", NEXT).len() >= 2
+    })
+    .await;
+    // Read /metrics only now: the refresh had to complete before the poll.
+    assert_eq!(proxy.count("DescribeSecret"), 1);
+    assert_eq!(
+        completed_backend_calls(&agent).await,
+        2,
+        "prefetch + the refresh, finished before the poll"
+    );
+    // A read serves the refreshed value as a hit.
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.header("x-cache"), Some("hit"));
+
+    // Only the agent is frozen (the test is the runtime and must keep running).
+    sim.register_freeze_pid(agent.child.id());
+    runtime.respond(&request_id).await;
+    sim.wait_for_frozen(PATIENCE)
+        .await
+        .expect("the simulator freezes the agent after the invoke");
+    proxy.clear_fault();
+    let request_id = sim.enqueue_payload(serde_json::json!({})).await; // thaws
+    assert_eq!(runtime.next().await, request_id);
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["SecretString"], "freeze-value");
+    // Every call AWS got completed well: none timed out across the freeze.
+    let metrics = agent.get("/metrics").await.text();
+    let calls: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("secrets_agent_backend_calls_total{"))
+        .collect();
+    assert!(
+        calls.iter().any(|l| l.contains("DescribeSecret")),
+        "{metrics}"
+    );
+    assert!(
+        calls.iter().all(|l| l.contains("outcome=\"ok\"")),
+        "{calls:?}"
+    );
+    runtime.respond(&request_id).await;
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+}
+
+/// Issue 20.4: SnapStart. The snapshot (taken once the agent asks for its first event) must not
+/// capture a prefetch half done; the first INVOKE follows a restore, and every cached value is
+/// revalidated before it is a hit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_start_prefetches_before_the_snapshot_and_revalidates_after_restore() {
+    let name = common::unique("lambda-snap");
+    common::create_secret(&name, "snap-value").await;
+    let proxy = Proxy::start().await;
+    proxy.set_fault(
+        Fault::Delay(Duration::from_millis(700)),
+        Some("BatchGetSecretValue"),
+    );
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    let mut agent = Setup::new(&sim, relay.runtime_api(), &proxy.url)
+        .var("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+        .var("SECRETS_AGENT_PREFETCH", name.clone())
+        .spawn();
+    wait_until("the first event/next", || async {
+        !relay.seen("GET", NEXT).is_empty()
+    })
+    .await;
+    assert_eq!(
+        completed_backend_calls(&agent).await,
+        1,
+        "the prefetch finished before init ended"
+    );
+    proxy.clear_fault();
+
+    let runtime = Runtime::new(&sim);
+    let request_id = sim.enqueue_payload(serde_json::json!({})).await;
+    assert_eq!(runtime.next().await, request_id);
+    wait_until("the restore to be handled", || async {
+        agent.log().contains("restored from a snapshot")
+    })
+    .await;
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["SecretString"], "snap-value");
+    assert_eq!(
+        reply.header("x-cache"),
+        Some("miss"),
+        "revalidated, not a hit"
+    );
+    assert_eq!(proxy.count("DescribeSecret"), 1);
+    assert_eq!(proxy.count("GetSecretValue"), 0, "unchanged: no new read");
+    let reply = agent.get(&secret_path(&name)).await;
+    assert_eq!(reply.header("x-cache"), Some("hit"));
+    runtime.respond(&request_id).await;
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
 }

@@ -340,3 +340,81 @@ async fn an_idle_keep_alive_connection_serves_again() {
     }
     agent.stop().await;
 }
+
+/// Issue 20.2: a role that allows only GetSecretValue (all the AWS extension needs). The
+/// DescribeSecret probe at expiry is denied: the caller never sees it, the value is read again
+/// with GetSecretValue, and the probe is not tried again.
+#[tokio::test]
+async fn a_denied_describe_secret_falls_back_to_get_secret_value() {
+    let agent = TestAgent::start(|_| {}).await;
+    agent.proxy.set_fault(
+        Fault::Error(400, "AccessDeniedException"),
+        Some("DescribeSecret"),
+    );
+    let path = cached(&agent, "least-privilege").await;
+    for round in 1..=3 {
+        agent.clock.advance(Duration::from_secs(301));
+        let r = agent.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.text());
+        assert_eq!(r.json()["SecretString"], "least-privilege");
+    }
+    assert_eq!(
+        agent.proxy.count("DescribeSecret"),
+        1,
+        "denied once, then skipped"
+    );
+    assert_eq!(
+        agent.proxy.count("GetSecretValue"),
+        4,
+        "first read + one per expiry"
+    );
+    let metrics = agent.get("/metrics").await.text();
+    assert!(
+        metrics.contains("secrets_agent_read_errors_total 0"),
+        "{metrics}"
+    );
+    agent.stop().await;
+}
+
+/// Issue 20.2: prefetch with BatchGetSecretValue denied reads each secret on its own, and does
+/// not try the batch again on the next prefetch.
+#[tokio::test]
+async fn a_denied_batch_prefetch_falls_back_to_single_reads() {
+    let agent = TestAgent::start(|_| {}).await;
+    agent.proxy.set_fault(
+        Fault::Error(400, "AccessDeniedException"),
+        Some("BatchGetSecretValue"),
+    );
+    let names: Vec<String> = (0..3).map(|i| unique(&format!("res-batch{i}"))).collect();
+    for n in &names {
+        create_secret(n, n).await;
+    }
+    agent
+        .app
+        .cache
+        .prefetch(names[..2].to_vec(), Vec::new(), Duration::ZERO);
+    for n in &names[..2] {
+        let r = agent
+            .get(&format!("/secretsmanager/get?secretId={n}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["SecretString"], n.as_str());
+    }
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 2);
+    agent
+        .app
+        .cache
+        .prefetch(names[2..].to_vec(), Vec::new(), Duration::ZERO);
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", names[2]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        agent.proxy.count("BatchGetSecretValue"),
+        1,
+        "not tried again"
+    );
+    assert_eq!(agent.proxy.count("GetSecretValue"), 3);
+    agent.stop().await;
+}

@@ -161,6 +161,17 @@ def test_task_definition_shares_the_token_volume(task_definition):
     assert agent_mount["containerPath"] in dockerfile_volumes()
 
 
+def mebibytes(quantity):
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity[:-2])
+
+
+def fits_budget(max_bytes, limit_mib):
+    """The measured RSS model (README, "Memory"): about 10 MiB idle plus 1.15 times the
+    byte budget of cached values when the cache is full."""
+    return 10 + 1.15 * int(max_bytes) / 2**20 <= limit_mib
+
+
 def test_task_definition_fits_fargate_limits(task_definition):
     # Fargate's valid cpu -> memory (MiB) combinations for the smallest sizes.
     valid = {"256": {"512", "1024", "2048"}, "512": {str(m) for m in range(1024, 4097, 1024)}}
@@ -172,6 +183,9 @@ def test_task_definition_fits_fargate_limits(task_definition):
     assert 0 <= check["startPeriod"] <= 300
     agent = containers_by_name(task_definition)["secrets-agent"]
     assert agent["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    # The hard limit holds a full cache (the whole task stops if the agent is OOM-killed).
+    env = {e["name"]: e["value"] for e in agent["environment"]}
+    assert fits_budget(env["SECRETS_AGENT_CACHE_MAX_BYTES"], agent["memory"])
     assert agent["readonlyRootFilesystem"] is True
     assert not agent["user"].startswith(("0:", "root")) and agent["user"] != "0"
 
@@ -353,6 +367,9 @@ def test_deployment_security_and_resources():
     }
     # The figures carry a note that they are to be checked against measurements.
     assert re.search(r"measured\s*(#\s*)?RSS", text)
+    env = {e["name"]: e["value"] for e in agent["env"]}
+    assert fits_budget(env["SECRETS_AGENT_CACHE_MAX_BYTES"], mebibytes(agent["resources"]["limits"]["memory"]))
+    assert fits_budget(env["SECRETS_AGENT_CACHE_MAX_BYTES"], mebibytes(agent["resources"]["requests"]["memory"]))
 
     account = kind("k8s/deployment.yaml", "ServiceAccount")
     role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
@@ -370,6 +387,9 @@ def test_daemonset_variant_and_its_trade_offs():
     spec = pod_spec("k8s/daemonset.yaml", "DaemonSet")
     (agent,) = [c for c in spec["containers"] if c["name"] == "secrets-agent"]
     env = {e["name"]: e["value"] for e in agent["env"]}
+    assert fits_budget(
+        env["SECRETS_AGENT_CACHE_MAX_BYTES"], mebibytes(agent["resources"]["limits"]["memory"])
+    )
     listen = env["SECRETS_AGENT_LISTEN"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     if listen.startswith("unix:"):
