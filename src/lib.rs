@@ -2,15 +2,16 @@
 //! loopback HTTP port, as a Lambda extension or a container sidecar.
 //!
 //! Where things are:
-//! - `api`: the HTTP face: `server` (the route table, auth, errors to HTTP, the connection
-//!   loop), `conn` (per-connection timeouts), `listener` (TCP or Unix socket), `token` (the SSRF
+//! - `api`: the HTTP face: `server` (the route table, auth, the connection loop), `error` (the
+//!   one place any error becomes a status and JSON), `conn` (per-connection timeouts), `listener` (TCP or Unix socket), `token` (the SSRF
 //!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
 //!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
 //! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar they share.
-//! - `config`, `error`, `metrics`, `logging`: settings, error classes, counters, log set-up.
+//! - `error`: what a backend call can fail with, knowing no HTTP (`api::error` maps it).
+//! - `config`, `metrics`, `logging`: settings, counters, log set-up.
 
 #![forbid(unsafe_code)]
 

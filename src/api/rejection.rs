@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::Error;
+use crate::api::error::ApiError;
 
 /// An I/O stream whose hyper-made error answers are replaced by JSON ones.
 pub struct JsonRejections<S> {
@@ -82,9 +82,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRejections<S> {
                 }
                 Some((start, status)) => {
                     let error = match status {
-                        431 if !this.line_ended => Error::TargetTooLong,
-                        431 => Error::HeadersTooLarge,
-                        _ => Error::MalformedRequest,
+                        431 if !this.line_ended => ApiError::TargetTooLong,
+                        431 => ApiError::HeadersTooLarge,
+                        _ => ApiError::MalformedRequest,
                     };
                     let mut bytes = buf[..start].to_vec();
                     bytes.extend_from_slice(&raw_response(&error));
@@ -153,7 +153,7 @@ fn hyper_rejection(buf: &[u8]) -> Option<(usize, u16)> {
 }
 
 /// Our answer for `error` as raw HTTP/1.1 bytes; the connection is closed after it.
-fn raw_response(error: &Error) -> Vec<u8> {
+fn raw_response(error: &ApiError) -> Vec<u8> {
     let status = error.status();
     let body = error.body();
     let mut out = format!(
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn answer_is_json_with_its_length() {
-        let raw = String::from_utf8(raw_response(&Error::TargetTooLong)).unwrap();
+        let raw = String::from_utf8(raw_response(&ApiError::TargetTooLong)).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
         assert!(head.contains("content-type: application/json"));

@@ -38,13 +38,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
 use crate::api::conn::{Busy, Timed};
+use crate::api::error::ApiError;
 use crate::api::listener::Listener;
 use crate::api::rejection::JsonRejections;
 use crate::api::token::Token;
 use crate::backend::{Backend, Key};
 use crate::cache::{Answer, Cache};
 use crate::config::Config;
-use crate::error::Error;
 
 pub type Body = Full<Bytes>;
 
@@ -114,7 +114,7 @@ impl<B: Backend> App<B> {
         }
     }
 
-    async fn route<T>(&self, req: &Request<T>) -> Result<Response<Body>, Error> {
+    async fn route<T>(&self, req: &Request<T>) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path();
         // The AWS agent's order: `/ping` skips the forwarding and token checks (it reveals
         // nothing, and health checks may pass through a local proxy); the method is checked
@@ -129,7 +129,7 @@ impl<B: Backend> App<B> {
                     .map(|(_, shown)| *shown)
             });
             if let Some(shown) = forwarded {
-                return Err(Error::BadRequest {
+                return Err(ApiError::BadRequest {
                     code: "InvalidRequestException",
                     message: format!(
                         "{shown} header is not allowed: the agent only serves requests made \
@@ -140,7 +140,7 @@ impl<B: Backend> App<B> {
             self.authorize(req)?;
         }
         if req.method() != Method::GET {
-            return Err(Error::MethodNotAllowed(format!(
+            return Err(ApiError::MethodNotAllowed(format!(
                 "method {} is not allowed; use GET",
                 req.method()
             )));
@@ -169,7 +169,7 @@ impl<B: Backend> App<B> {
                 let raw = &p[self.path_prefix.len()..];
                 let id = decode("secret id in the path", raw)?;
                 if id.is_empty() {
-                    return Err(Error::bad_request(format!(
+                    return Err(ApiError::bad_request(format!(
                         "secret id missing: call GET {}<secret id>",
                         self.path_prefix
                     )));
@@ -177,7 +177,7 @@ impl<B: Backend> App<B> {
                 query.only(&["versionId", "versionStage", "refreshNow"])?;
                 self.secret(id.into_owned(), query).await
             }
-            _ => Err(Error::RouteNotFound(format!(
+            _ => Err(ApiError::RouteNotFound(format!(
                 "no route {path}; use /secretsmanager/get, {}<secret id>, \
                  /systemsmanager/parameters/get or /ping",
                 self.path_prefix
@@ -185,7 +185,7 @@ impl<B: Backend> App<B> {
         }
     }
 
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Error> {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
         let mut seen = false;
         for name in &self.ssrf_headers {
             for value in req.headers().get_all(name) {
@@ -196,7 +196,7 @@ impl<B: Backend> App<B> {
             }
         }
         let names: Vec<&str> = self.ssrf_headers.iter().map(HeaderName::as_str).collect();
-        Err(Error::forbidden(if seen {
+        Err(ApiError::forbidden(if seen {
             format!("the SSRF token in {} is wrong", names.join(" / "))
         } else {
             format!(
@@ -207,7 +207,7 @@ impl<B: Backend> App<B> {
     }
 
     /// A secret read; the caller has checked which query parameters its route allows.
-    async fn secret(&self, id: String, query: Query<'_>) -> Result<Response<Body>, Error> {
+    async fn secret(&self, id: String, query: Query<'_>) -> Result<Response<Body>, ApiError> {
         let key = Key::secret(
             id,
             query.optional("versionId")?,
@@ -218,19 +218,19 @@ impl<B: Backend> App<B> {
         Ok(answer_response(answer))
     }
 
-    async fn parameter(&self, query: Query<'_>) -> Result<Response<Body>, Error> {
+    async fn parameter(&self, query: Query<'_>) -> Result<Response<Body>, ApiError> {
         query.only(&["name", "version", "label", "withDecryption"])?;
         let name = query.required("name")?;
         let version = query.optional("version")?;
         let label = query.optional("label")?;
         if version.is_some() && label.is_some() {
-            return Err(Error::bad_request(
+            return Err(ApiError::bad_request(
                 "version and label cannot be used together; give one of them",
             ));
         }
         if let Some(v) = &version {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "version = {v:?}: must be a whole number, e.g. version=3"
                 )));
             }
@@ -251,14 +251,14 @@ pub struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
 impl<'a> Query<'a> {
     /// Splits and percent-decodes a raw query string; refuses repeated names and bad UTF-8.
-    pub fn parse(raw: &'a str) -> Result<Query<'a>, Error> {
+    pub fn parse(raw: &'a str) -> Result<Query<'a>, ApiError> {
         let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let k = decode("query parameter name", k)?;
             let v = decode(&k, v)?;
             if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(Error::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "query parameter {k} is given more than once; give it once"
                 )));
             }
@@ -268,7 +268,7 @@ impl<'a> Query<'a> {
     }
 
     /// Refuses any parameter not in `allowed`.
-    fn only(&self, allowed: &[&str]) -> Result<(), Error> {
+    fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         if let Some((k, _)) = self.0.iter().find(|(k, _)| !allowed.contains(&k.as_ref())) {
             let hint = if k == "roleArn" {
                 " (secrets-agent does not assume roles)".to_string()
@@ -277,35 +277,36 @@ impl<'a> Query<'a> {
             } else {
                 format!("; allowed here: {}", allowed.join(", "))
             };
-            return Err(Error::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "unknown query parameter {k}{hint}"
             )));
         }
         Ok(())
     }
 
-    fn optional(&self, name: &str) -> Result<Option<String>, Error> {
+    fn optional(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.0.iter().find(|(k, _)| k == name) {
             None => Ok(None),
-            Some((_, v)) if v.is_empty() => Err(Error::bad_request(format!(
+            Some((_, v)) if v.is_empty() => Err(ApiError::bad_request(format!(
                 "query parameter {name} is empty; give a value or leave it out"
             ))),
             Some((_, v)) => Ok(Some(v.to_string())),
         }
     }
 
-    fn required(&self, name: &str) -> Result<String, Error> {
-        self.optional(name)?
-            .ok_or_else(|| Error::bad_request(format!("missing required query parameter {name}")))
+    fn required(&self, name: &str) -> Result<String, ApiError> {
+        self.optional(name)?.ok_or_else(|| {
+            ApiError::bad_request(format!("missing required query parameter {name}"))
+        })
     }
 
-    fn flag(&self, name: &str) -> Result<bool, Error> {
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.optional(name)? {
             None => Ok(false),
             // The AWS agent's forms: true/false in any case, or 1/0.
             Some(v) if v == "1" || v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v == "0" || v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(Error::bad_request(format!(
+            Some(v) => Err(ApiError::bad_request(format!(
                 "query parameter {name} = {v:?}: must be true or false (or 1 or 0)"
             ))),
         }
@@ -314,14 +315,14 @@ impl<'a> Query<'a> {
 
 /// Percent-decodes a path or query part. `+` stays `+`: it is a valid character in secret
 /// names, and no secret or parameter name may contain a space.
-fn decode<'a>(what: &str, raw: &'a str) -> Result<Cow<'a, str>, Error> {
+fn decode<'a>(what: &str, raw: &'a str) -> Result<Cow<'a, str>, ApiError> {
     if !raw.contains('%') {
         // Nothing to decode, and `raw` is already UTF-8.
         return Ok(Cow::Borrowed(raw));
     }
     percent_decode_str(raw)
         .decode_utf8()
-        .map_err(|_| Error::bad_request(format!("{what} is not valid percent-encoded UTF-8")))
+        .map_err(|_| ApiError::bad_request(format!("{what} is not valid percent-encoded UTF-8")))
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
@@ -337,9 +338,9 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// The one place an error becomes a response.
-pub fn error_response(e: &Error) -> Response<Body> {
+pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut resp = response(e.status(), "application/json", e.body());
-    if let Error::MethodNotAllowed(_) = e {
+    if let ApiError::MethodNotAllowed(_) = e {
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET"));
     }
@@ -456,7 +457,7 @@ fn refuse(
     b.keep_alive(false);
     async move {
         let svc = service_fn(move |_req: Request<Incoming>| async move {
-            let mut resp = error_response(&Error::TooManyConnections(max));
+            let mut resp = error_response(&ApiError::TooManyConnections(max));
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
             Ok::<_, Infallible>(resp)
