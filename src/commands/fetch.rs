@@ -19,9 +19,10 @@ use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
 
 /// Where values come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceChoice {
     /// A running agent if one answers /ping and a token is at hand, else AWS.
+    #[default]
     Auto,
     /// Only a running agent (its cache and its token).
     Agent,

@@ -7,3 +7,4 @@
 pub mod exec;
 pub mod fetch;
 pub mod placeholder;
+pub mod render;
