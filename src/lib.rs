@@ -9,7 +9,8 @@
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
 //!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
-//! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar they share.
+//! - `commands`: the subcommands beyond serving (`exec`, `render`), the placeholder grammar
+//!   and the fetching they share.
 //! - `config`, `error`, `metrics`, `logging`: settings, error classes, counters, log set-up.
 
 #![forbid(unsafe_code)]
@@ -49,6 +50,9 @@ pub enum StartError {
         listen: String,
         source: std::io::Error,
     },
+    /// A `[[files]]` entry the serving agent cannot keep.
+    #[error("[[files]]: {0}")]
+    Files(String),
 }
 
 impl StartError {
@@ -58,6 +62,7 @@ impl StartError {
             StartError::Config(_) => "Extension.InvalidConfiguration",
             StartError::Token(_) => "Extension.MissingToken",
             StartError::Bind { .. } => "Extension.BindFailed",
+            StartError::Files(_) => "Extension.InvalidConfiguration",
         }
     }
 }

@@ -13,21 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_secrets-agent");
-
 /// `secrets-agent render ARGS` with a clean environment pointing at `endpoint`.
 fn render(endpoint: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("render")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null());
+    let mut c = agent_command(endpoint);
+    c.arg("render").args(args);
     c
 }
 
@@ -478,5 +467,63 @@ async fn watch_keeps_the_last_content_while_aws_is_down() {
     eventually(Duration::from_secs(10), "the signal", || lines(&hups) == 1).await;
     let _ = app.kill();
     let _ = app.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_agent_keeps_files_from_its_config() {
+    let id = unique("render/serve");
+    create_secret(&id, r#"{"k":"one"}"#).await;
+    let dir = shm_dir("serve");
+    let target = dir.join("k");
+    let port = free_port();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ttl_seconds = 1\nhttp_port = {port}\n[[files]]\npath = \"{}\"\nsource = \"awssm:{id}#k\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let mut c = agent_command(moto_url());
+    c.arg("--config")
+        .arg(&config)
+        .env("AWS_TOKEN", TOKEN)
+        .stderr(Stdio::null());
+    let _agent = Watcher(c.spawn().unwrap());
+    eventually(Duration::from_secs(20), "the file", || {
+        std::fs::read(&target).is_ok_and(|b| b == b"one")
+    })
+    .await;
+    let url = format!(
+        "http://127.0.0.1:{port}/secretsmanager/get?secretId={}",
+        enc(&id)
+    );
+    let reply = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+    assert_eq!(reply.json()["SecretString"], r#"{"k":"one"}"#);
+    put_secret(&id, r#"{"k":"two"}"#).await;
+    eventually(Duration::from_secs(20), "the rotated file", || {
+        std::fs::read(&target).is_ok_and(|b| b == b"two")
+    })
+    .await;
+
+    // A disk target stops the start with 64, naming it.
+    let bad = dir.join("bad.toml");
+    let disk = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("never-written");
+    std::fs::write(
+        &bad,
+        format!(
+            "http_port = {}\n[[files]]\npath = \"{}\"\nsource = \"awssm:{id}\"\n",
+            free_port(),
+            disk.display()
+        ),
+    )
+    .unwrap();
+    let mut c = agent_command(moto_url());
+    c.arg("--config").arg(&bad).env("AWS_TOKEN", TOKEN);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("not tmpfs or ramfs"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -536,6 +536,44 @@ pub async fn watch(
     }
 }
 
+/// For the serving agent with `[[files]]`: checks the specs and their targets now (a problem
+/// stops the start), and returns the watcher to run beside the server. It reads through the
+/// server's own cache, so the files and the HTTP answers share entries and refreshes. Files
+/// are written on its first round, and retried every round until they can be.
+pub fn serve_files(
+    config: &Config,
+    cache: crate::cache::Cache<crate::backend::AwsBackend>,
+) -> Result<Option<impl std::future::Future<Output = ()>>, String> {
+    if config.files.is_empty() {
+        return Ok(None);
+    }
+    let specs = specs(&Args::default(), config).map_err(|p| p.join("; "))?;
+    check_targets(&specs).map_err(|f| f.problems.join("; "))?;
+    if config.caching_disabled() || config.secrets_ttl.is_zero() || config.parameters_ttl.is_zero()
+    {
+        return Err(
+            "[[files]] are kept current by the cache's refresh: set cache_size and \
+                    ttl_seconds above 0"
+                .into(),
+        );
+    }
+    let interval = watch_interval(config);
+    tracing::info!(
+        files = specs.len(),
+        interval_ms = interval.as_millis() as u64,
+        "keeping [[files]] current"
+    );
+    Ok(Some(watch(
+        specs,
+        Arc::new(Fetcher::Cached(cache)),
+        Hooks::default(),
+        interval,
+        DEFAULT_TIMEOUT,
+        Vec::new(),
+        std::future::pending(),
+    )))
+}
+
 /// Runs `render`; returns the exit code.
 pub fn run(args: Args, config: Result<Config, String>, env: &Env) -> u8 {
     let usage = |problems: Vec<String>| {
