@@ -21,9 +21,10 @@
 
 mod annotations;
 mod files;
+mod hooks;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::backend::Key;
 use crate::config::{parse_file_mode, Config, Env, FileContent, FileEntry, DEFAULT_FILE_MODE};
 use crate::EXIT_USAGE;
 pub use files::Target;
+pub use hooks::Hooks;
 
 /// A target cannot be written (BSD `EX_CANTCREAT`).
 pub const EXIT_CANNOT_WRITE: u8 = 73;
@@ -78,9 +80,9 @@ pub struct Args {
     /// Seconds for one round of fetches (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// After a change, send SIGNAL to the process whose pid is in PIDFILE (e.g.
-    /// SIGHUP:/run/app/app.pid). Repeatable.
-    #[arg(long, value_name = "SIGNAL:PIDFILE")]
+    /// After a change, send SIGNAL to the process whose pid is in PIDFILE (SIGHUP:/run/app.pid),
+    /// or to the processes named NAME (SIGHUP:nginx, in a shared process namespace). Repeatable.
+    #[arg(long, value_name = "SIGNAL:PIDFILE|NAME")]
     pub notify: Vec<String>,
     /// After a change, run CMD with `sh -c` (SECRETS_AGENT_CHANGED_FILES lists the files).
     /// Repeatable.
@@ -343,117 +345,6 @@ pub async fn render_once(
     Ok(contents)
 }
 
-/// What to do after a round that changed files.
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    /// (signal name without SIG, pid file)
-    pub notify: Vec<(String, PathBuf)>,
-    /// Shell commands.
-    pub on_change: Vec<String>,
-}
-
-const SIGNALS: [&str; 9] = [
-    "HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "ALRM", "WINCH", "CONT",
-];
-
-impl Hooks {
-    /// From `--notify SIGNAL:PIDFILE` and `--on-change CMD`.
-    pub fn from_args(args: &Args) -> Result<Hooks, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut notify = Vec::new();
-        for n in &args.notify {
-            let Some((sig, pidfile)) = n.split_once(':') else {
-                problems.push(format!(
-                    "--notify {n:?}: expected SIGNAL:PIDFILE, e.g. SIGHUP:/run/app/app.pid"
-                ));
-                continue;
-            };
-            let name = sig.trim().to_ascii_uppercase();
-            let name = name.strip_prefix("SIG").unwrap_or(&name).to_string();
-            if !SIGNALS.contains(&name.as_str()) {
-                problems.push(format!(
-                    "--notify {n:?}: unknown signal {sig:?}; use one of SIG{}",
-                    SIGNALS.join(", SIG")
-                ));
-            } else if !pidfile.starts_with('/') {
-                problems.push(format!(
-                    "--notify {n:?}: the pid file path must be absolute"
-                ));
-            } else {
-                notify.push((name, PathBuf::from(pidfile)));
-            }
-        }
-        for c in &args.on_change {
-            if c.trim().is_empty() {
-                problems.push("--on-change: the command is empty".into());
-            }
-        }
-        if problems.is_empty() {
-            Ok(Hooks {
-                notify,
-                on_change: args.on_change.clone(),
-            })
-        } else {
-            Err(problems)
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.notify.is_empty() && self.on_change.is_empty()
-    }
-
-    /// Signals and commands, one after the other; failures are logged, not fatal.
-    async fn run(&self, changed: &[&Path]) {
-        let hooks = self.clone();
-        let changed: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
-        let _ = tokio::task::spawn_blocking(move || hooks.run_blocking(&changed)).await;
-    }
-
-    fn run_blocking(&self, changed: &[String]) {
-        for (signal, pidfile) in &self.notify {
-            let pid = match std::fs::read_to_string(pidfile) {
-                Ok(p) => p.trim().to_string(),
-                Err(e) => {
-                    tracing::warn!(pidfile = ?pidfile, error = %e, "cannot read the pid file; no signal sent");
-                    continue;
-                }
-            };
-            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-                tracing::warn!(pidfile = ?pidfile, "the pid file holds no process id; no signal sent");
-                continue;
-            }
-            match std::process::Command::new("kill")
-                .args(["-s", signal, &pid])
-                .status()
-            {
-                Ok(s) if s.success() => {
-                    tracing::info!(signal = %signal, pid = %pid, "files changed; process signalled")
-                }
-                Ok(s) => tracing::warn!(signal = %signal, pid = %pid, status = %s, "kill failed"),
-                Err(e) => tracing::warn!(error = %e, "cannot run kill"),
-            }
-        }
-        for cmd in &self.on_change {
-            match std::process::Command::new("sh")
-                .args(["-c", cmd])
-                .env("SECRETS_AGENT_CHANGED_FILES", changed.join("\n"))
-                .stdin(std::process::Stdio::null())
-                .status()
-            {
-                Ok(s) if s.success() => {
-                    tracing::info!(command = ?cmd, "files changed; on-change command ran")
-                }
-                Ok(s) => {
-                    tracing::warn!(command = ?cmd, status = %s, "the on-change command failed")
-                }
-                Err(e) => {
-                    tracing::warn!(command = ?cmd, error = %e, "cannot run the on-change command")
-                }
-            }
-        }
-    }
-}
-
 /// How often the watcher reads its keys: often enough that a read lands soon after the
 /// refresh-ahead point (`ratio` of the TTL), so a rotation reaches the file within one TTL.
 pub fn watch_interval(config: &Config) -> Duration {
@@ -590,7 +481,7 @@ pub fn run(args: Args, config: Result<Config, String>, env: &Env) -> u8 {
         Ok(s) => s,
         Err(p) => return usage(p),
     };
-    let hooks = match Hooks::from_args(&args) {
+    let hooks = match Hooks::new(&args.notify, &args.on_change) {
         Ok(h) => h,
         Err(p) => return usage(p),
     };
@@ -736,24 +627,6 @@ mod tests {
             .unwrap_err()
             .join("\n");
         assert!(e.contains("no files to render"), "{e}");
-    }
-
-    #[test]
-    fn hooks_parse() {
-        let a = Args {
-            notify: vec!["SIGHUP:/run/app.pid".into(), "usr1:/p".into()],
-            ..Args::default()
-        };
-        let h = Hooks::from_args(&a).unwrap();
-        assert_eq!(h.notify[0], ("HUP".into(), PathBuf::from("/run/app.pid")));
-        assert_eq!(h.notify[1].0, "USR1");
-        for bad in ["HUP", "SIGFOO:/p", "HUP:rel"] {
-            let a = Args {
-                notify: vec![bad.into()],
-                ..Args::default()
-            };
-            assert!(Hooks::from_args(&a).is_err(), "{bad}");
-        }
     }
 
     #[test]
