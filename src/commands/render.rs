@@ -74,6 +74,10 @@ pub struct Args {
     /// Write to any filesystem, not only tmpfs or ramfs.
     #[arg(long)]
     pub allow_disk: bool,
+    /// Print each file with its mode and the references it needs (no values), then exit 0;
+    /// nothing is fetched or written.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Where values come from.
     #[arg(long, value_enum, default_value = "auto")]
     pub source: SourceChoice,
@@ -481,6 +485,19 @@ pub fn run(args: Args, config: Result<Config, String>, env: &Env) -> u8 {
         Ok(s) => s,
         Err(p) => return usage(p),
     };
+    if args.dry_run {
+        for spec in &specs {
+            let refs: Vec<String> = spec.template.refs().map(|r| r.to_string()).collect();
+            println!(
+                "{} (mode {:04o}, {}) <- {}",
+                spec.target.path.display(),
+                spec.target.mode,
+                spec.origin,
+                refs.join(", ")
+            );
+        }
+        return 0;
+    }
     let hooks = match Hooks::new(&args.notify, &args.on_change) {
         Ok(h) => h,
         Err(p) => return usage(p),

@@ -408,6 +408,53 @@ def check_render_pod(rel):
     return spec, mount_path
 
 
+def go_quote(value):
+    """A string as Go's %q writes it (the downward API's annotations file)."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("\\x%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+@pytest.fixture(scope="module")
+def agent_binary():
+    """The debug build of the agent (a no-op when `cargo test` already built it)."""
+    result = run(["cargo", "build", "--quiet", "--bin", "secrets-agent"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return ROOT / "target" / "debug" / "secrets-agent"
+
+
+@pytest.mark.parametrize("rel", ["k8s/render-init.yaml", "k8s/render-sidecar.yaml"])
+def test_render_reads_the_manifests_annotations(agent_binary, tmp_path, rel):
+    annotations = kind(rel, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    podinfo = tmp_path / "annotations"
+    podinfo.write_text(
+        "".join(f"{k}={go_quote(v)}\n" for k, v in sorted(annotations.items()))
+    )
+    result = run(
+        [str(agent_binary), "render", "--dry-run", f"--from-annotations={podinfo}"],
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert result.returncode == 0, result.stderr
+    listed = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
+    files = render_files(rel)
+    assert set(listed) == {attrs["path"] for attrs in files.values()}
+    for attrs in files.values():
+        line = listed[attrs["path"]]
+        assert f"mode {attrs.get('mode', '0400')}," in line, line
+        for ref in re.findall(r"(?:awssm|awsparam):([^#}\s]+)", attrs["source"]):
+            assert f"'{ref}'" in line, (ref, line)
+
+
 def test_render_init_variant_writes_files_once_to_memory():
     spec, mount_path = check_render_pod("k8s/render-init.yaml")
     (init,) = spec["initContainers"]
