@@ -462,22 +462,16 @@ def test_render_init_variant_writes_files_once_to_memory():
     check_render_container(init, mount_path, once=True)
 
 
-def test_render_sidecar_variant_keeps_files_current_and_signals_the_app():
+def test_render_sidecar_variant_keeps_files_current():
     spec, mount_path = check_render_pod("k8s/render-sidecar.yaml")
     first, watcher = spec["initContainers"]
-    assert "restartPolicy" not in first
+    assert "restartPolicy" not in first, "files exist before the app starts"
     check_render_container(first, mount_path, once=True)
     assert watcher["restartPolicy"] == "Always", "a native sidecar"
     check_render_container(watcher, mount_path, once=False)
-    assert spec["shareProcessNamespace"] is True
-    (notify,) = [a for a in watcher["command"] if a.startswith("--notify=")]
-    signal, pidfile = notify.removeprefix("--notify=").split(":", 1)
-    assert signal == "SIGHUP"
-    (app,) = spec["containers"]
-    app_mounts = {m["name"]: m for m in app["volumeMounts"]}
-    watcher_mounts = {m["name"]: m for m in watcher["volumeMounts"]}
-    (shared,) = [n for n, m in watcher_mounts.items() if is_under(pidfile, m["mountPath"])]
-    assert not app_mounts[shared].get("readOnly", False), "the app writes its pid file"
+    # --notify and --on-change run `kill` and `sh`, which the FROM-scratch image lacks.
+    assert not [a for a in watcher["command"] if a.startswith(("--notify", "--on-change"))]
+    assert "--notify" in read("k8s/render-sidecar.yaml"), "the comment says how to signal"
 
 
 def test_deployment_security_and_resources():
