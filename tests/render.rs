@@ -507,6 +507,12 @@ async fn the_serving_agent_keeps_files_from_its_config() {
         std::fs::read(&target).is_ok_and(|b| b == b"two")
     })
     .await;
+    // A file removed from under the agent is put back.
+    std::fs::remove_file(&target).unwrap();
+    eventually(Duration::from_secs(20), "the file put back", || {
+        std::fs::read(&target).is_ok_and(|b| b == b"two")
+    })
+    .await;
 
     // A disk target stops the start with 64, naming it.
     let bad = dir.join("bad.toml");

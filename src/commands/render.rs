@@ -398,7 +398,12 @@ pub async fn watch(
             });
             let content = content.unwrap_or_else(|| spec.render(&bodies));
             let result = match content {
-                Ok(c) if written[i].as_deref() == Some(c.as_slice()) => Ok(None),
+                // Unchanged, and still there (a deleted file is put back).
+                Ok(c)
+                    if written[i].as_deref() == Some(c.as_slice()) && spec.target.path.exists() =>
+                {
+                    Ok(None)
+                }
                 Ok(c) => files::Staged::write([(&spec.target, c.as_slice())])
                     .and_then(files::Staged::commit)
                     .map(|()| Some(c))
