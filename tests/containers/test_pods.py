@@ -9,6 +9,7 @@ credentials, and the rewrites listed in `eks_pod`. Everything a test creates (po
 volumes, the application image) is removed afterwards, also when it fails.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -224,43 +225,51 @@ def eks_pod(moto_url, port, app_image):
     spec["volumes"].append({"name": "app-tmp", "emptyDir": {"medium": "Memory"}})
     app["volumeMounts"].append({"name": "app-tmp", "mountPath": "/tmp"})
     spec["containers"] = [sidecar, app]
+    return local_pod(f"{RUN_ID}-eks", spec)
+
+
+def local_pod(name, spec):
+    """A pod template's spec as a Pod podman plays here: no service account (there is no API
+    server here), host networking (moto listens on the host's loopback), run once."""
     spec.pop("serviceAccountName", None)
     spec["hostNetwork"] = True
     spec["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"{RUN_ID}-eks"},
-        "spec": spec,
-    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def test_eks_pod_shape(moto, app_image, tmp_path):
-    port = free_port()
+@contextlib.contextmanager
+def played(pod, tmp_path, what):
+    """Plays `pod`, waits for its `app` container to exit and yields (its state, its logs);
+    removes the pod afterwards, also when the test fails."""
     manifest = tmp_path / "pod.yaml"
-    pod = eks_pod(moto, port, app_image)
     manifest.write_text(yaml.safe_dump(pod))
     name = pod["metadata"]["name"]
+    app = f"{name}-app"
     try:
         podman("kube", "play", str(manifest))
-        app = f"{name}-app"
 
         def app_exited():
             out = podman("inspect", app, "--format", "{{.State.Status}}", check=False).stdout
             return out.strip() == "exited"
 
-        wait_for("the application container to read the secret", app_exited)
+        wait_for(what, app_exited)
         state = json.loads(podman("inspect", app).stdout)[0]["State"]
-        logs = podman("logs", app)
+        yield state, podman("logs", app)
+    finally:
+        podman("kube", "play", "--down", str(manifest), check=False)
+        podman("pod", "rm", "-f", "-t", "0", name, check=False)
+
+
+def test_eks_pod_shape(moto, app_image, tmp_path):
+    pod = eks_pod(moto, free_port(), app_image)
+    with played(pod, tmp_path, "the application container to read the secret") as (state, logs):
         assert state["ExitCode"] == 0, logs.stderr
         answer = json.loads(logs.stdout)
         assert answer["SecretString"] == SECRET_VALUE
         # The sidecar ran as the pod's non-root user and wrote the token to the memory volume.
+        name = pod["metadata"]["name"]
         agent = json.loads(podman("inspect", f"{name}-secrets-agent").stdout)[0]
         assert agent["Config"]["User"] in ("65532", "65532:65532")
-    finally:
-        podman("kube", "play", "--down", str(manifest), check=False)
-        podman("pod", "rm", "-f", "-t", "0", name, check=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,17 +315,9 @@ def render_init_pod(moto_url, app_image, podinfo, files_dir):
         "cd /run/secrets/app && for f in db-password tls/key.pem .pgpass; do "
         'stat -c "%a %u $f" "$f"; cat "$f"; echo; done',
     ]
-    spec.pop("serviceAccountName", None)
-    spec["hostNetwork"] = True
-    spec["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        # The annotations stay out: podman 4 refuses values over 63 characters (Kubernetes has
-        # no such limit), and the file above is where `render` reads them.
-        "metadata": {"name": f"{RUN_ID}-render"},
-        "spec": spec,
-    }
+    # The pod's annotations stay out: podman 4 refuses values over 63 characters (Kubernetes
+    # has no such limit), and the file above is where `render` reads them.
+    return local_pod(f"{RUN_ID}-render", spec)
 
 
 def test_eks_render_init_writes_files_for_the_app(moto, app_image, tmp_path):
@@ -334,35 +335,21 @@ def test_eks_render_init_writes_files_for_the_app(moto, app_image, tmp_path):
     files_dir.mkdir()
     # The emptyDir's mount point is writable by the pod's user, as the kubelet makes it.
     files_dir.chmod(0o777)
-    manifest = tmp_path / "pod.yaml"
     pod = render_init_pod(moto, app_image, podinfo, files_dir)
-    manifest.write_text(yaml.safe_dump(pod))
-    name = pod["metadata"]["name"]
     try:
-        podman("kube", "play", str(manifest))
-        app = f"{name}-app"
-
-        def app_exited():
-            out = podman("inspect", app, "--format", "{{.State.Status}}", check=False).stdout
-            return out.strip() == "exited"
-
-        wait_for("the application container to read its files", app_exited)
-        logs = podman("logs", app)
-        state = json.loads(podman("inspect", app).stdout)[0]["State"]
-        assert state["ExitCode"] == 0, logs.stderr
-        secret = json.loads(SECRET_VALUE)
-        assert logs.stdout == (
-            f"400 65532 db-password\n{secret['password']}\n"
-            f"400 65532 tls/key.pem\n{TLS_KEY}\n"
-            f"400 65532 .pgpass\n"
-            f"db.internal:5432:app:{secret['username']}:{secret['password']}\n"
-        ), logs.stdout
-        # The init container ran to completion before the app (podman removes it then, logs
-        # and all: tests/render.rs checks that render logs no value) and created tls/ 0700.
-        assert (files_dir / "tls").stat().st_mode & 0o777 == 0o700
-        assert (files_dir / "tls").stat().st_uid == 65532
+        with played(pod, tmp_path, "the application to read its files") as (state, logs):
+            assert state["ExitCode"] == 0, logs.stderr
+            secret = json.loads(SECRET_VALUE)
+            assert logs.stdout == (
+                f"400 65532 db-password\n{secret['password']}\n"
+                f"400 65532 tls/key.pem\n{TLS_KEY}\n"
+                f"400 65532 .pgpass\n"
+                f"db.internal:5432:app:{secret['username']}:{secret['password']}\n"
+            ), logs.stdout
+            # The init container ran to completion before the app (podman removes it then, logs
+            # and all: tests/render.rs checks that render logs no value) and created tls/ 0700.
+            assert (files_dir / "tls").stat().st_mode & 0o777 == 0o700
+            assert (files_dir / "tls").stat().st_uid == 65532
     finally:
-        podman("kube", "play", "--down", str(manifest), check=False)
-        podman("pod", "rm", "-f", "-t", "0", name, check=False)
         shutil.rmtree(files_dir, ignore_errors=True)
         sm.delete_secret(SecretId="myapp/tls-key", ForceDeleteWithoutRecovery=True)
