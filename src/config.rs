@@ -130,6 +130,45 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Problems that do not stop the agent (unknown variables with our prefixes, ignored keys).
     pub warnings: Vec<String>,
+    /// `[[files]]`: files kept on a memory filesystem (`render`, or the serving agent).
+    pub files: Vec<FileEntry>,
+}
+
+/// The mode of a rendered file unless told otherwise: readable by its owner only.
+pub const DEFAULT_FILE_MODE: u32 = 0o400;
+
+/// One `[[files]]` entry. The placeholders are checked by `render`, which parses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Absolute target path.
+    pub path: PathBuf,
+    pub content: FileContent,
+    /// Permission bits (no setuid, setgid or sticky bit).
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Write even where the filesystem is not tmpfs or ramfs.
+    pub allow_disk: bool,
+}
+
+/// What goes in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// A placeholder (`awssm:db#password`) or text with `${awssm:...}` in it.
+    Source(String),
+    /// A template file whose `${awssm:...}` placeholders are filled.
+    Template(PathBuf),
+}
+
+/// A file mode in octal (`0400`, `440`, `0o640`).
+pub fn parse_file_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not a file mode: give octal permission bits from 0000 to 0777, e.g. 0400"
+        )),
+    }
 }
 
 impl Default for Config {
@@ -172,6 +211,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(5),
             warnings: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -540,7 +580,7 @@ impl Config {
         let mut config = Config::default();
         let mut settings = Vec::new();
         if let Some(text) = toml_text {
-            toml_settings(text, &mut settings, &mut problems);
+            toml_settings(text, &mut settings, &mut config.files, &mut problems);
         }
         env_settings(env, &mut settings, &mut config.warnings);
         if let Some(listen) = &overrides.listen {
@@ -843,14 +883,22 @@ fn parse_listen(s: &str, port: u16) -> Result<Listen, &'static str> {
         })
 }
 
-fn toml_settings(text: &str, settings: &mut Vec<Setting>, problems: &mut Problems) {
-    let table: toml::Table = match text.parse() {
+fn toml_settings(
+    text: &str,
+    settings: &mut Vec<Setting>,
+    files: &mut Vec<FileEntry>,
+    problems: &mut Problems,
+) {
+    let mut table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
             problems.push(format!("config file is not valid TOML: {}", e.message()));
             return;
         }
     };
+    if let Some(value) = table.remove("files") {
+        *files = files_from_toml(&value, problems);
+    }
     let mut flat = BTreeMap::new();
     flatten("", &table, &mut flat);
     for (path, value) in flat {
@@ -901,6 +949,137 @@ fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut BTreeMap<String, 
             }
         }
     }
+}
+
+/// `[[files]]` tables: `path`, one of `source` or `template`, and optional `mode`, `uid`,
+/// `gid`, `allow_disk`.
+fn files_from_toml(value: &toml::Value, problems: &mut Problems) -> Vec<FileEntry> {
+    let Some(items) = value.as_array() else {
+        problems.push(
+            "files: must be an array of tables ([[files]] with path = ... and source = ...)".into(),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("[[files]] #{}", i + 1);
+        let Some(t) = item.as_table() else {
+            problems.push(format!(
+                "{at}: must be a table with path = ... and source = ..."
+            ));
+            continue;
+        };
+        let before = problems.0.len();
+        let string = |key: &str, problems: &mut Problems| match t.get(key) {
+            None => None,
+            Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(v) => {
+                problems.push(format!(
+                    "{at}: {key} = {}: must be a non-empty string",
+                    Raw::from(v)
+                ));
+                None
+            }
+        };
+        let id = |key: &str, problems: &mut Problems| match t.get(key) {
+            None => None,
+            Some(toml::Value::Integer(n)) if (0..=i64::from(u32::MAX - 1)).contains(n) => {
+                Some(*n as u32)
+            }
+            Some(v) => {
+                problems.push(format!(
+                    "{at}: {key} = {}: must be a numeric id from 0 to {}",
+                    Raw::from(v),
+                    u32::MAX - 1
+                ));
+                None
+            }
+        };
+        for key in t.keys() {
+            if ![
+                "path",
+                "source",
+                "template",
+                "mode",
+                "uid",
+                "gid",
+                "allow_disk",
+            ]
+            .contains(&key.as_str())
+            {
+                problems.push(format!(
+                    "{at}: unknown key {key:?}; allowed: path, source, template, mode, uid, gid, \
+                     allow_disk"
+                ));
+            }
+        }
+        let path = string("path", problems).map(PathBuf::from);
+        match &path {
+            None if problems.0.len() == before => {
+                problems.push(format!("{at}: path = \"/absolute/target\" is required"))
+            }
+            Some(p) if !p.is_absolute() => problems.push(format!(
+                "{at}: path = {:?}: must be an absolute path",
+                p.display().to_string()
+            )),
+            _ => {}
+        }
+        let content = match (string("source", problems), string("template", problems)) {
+            (Some(s), None) => Some(FileContent::Source(s)),
+            (None, Some(t)) => Some(FileContent::Template(PathBuf::from(t))),
+            (Some(_), Some(_)) => {
+                problems.push(format!("{at}: give source or template, not both"));
+                None
+            }
+            (None, None) => {
+                problems.push(format!(
+                    "{at}: needs source = \"awssm:<id>[#<key>]\" (or awsparam:...) or \
+                     template = \"/path/to/template\""
+                ));
+                None
+            }
+        };
+        let mode = match t.get("mode") {
+            None => Some(DEFAULT_FILE_MODE),
+            Some(toml::Value::String(s)) => parse_file_mode(s)
+                .map_err(|e| problems.push(format!("{at}: mode: {e}")))
+                .ok(),
+            Some(toml::Value::Integer(n)) if (0..=0o777).contains(n) => Some(*n as u32),
+            Some(v) => {
+                problems.push(format!(
+                    "{at}: mode = {}: must be an octal string such as \"0400\" (or 0o400)",
+                    Raw::from(v)
+                ));
+                None
+            }
+        };
+        let uid = id("uid", problems);
+        let gid = id("gid", problems);
+        let allow_disk = match t.get("allow_disk") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(v) => {
+                problems.push(format!(
+                    "{at}: allow_disk = {}: must be true or false",
+                    Raw::from(v)
+                ));
+                false
+            }
+        };
+        if problems.0.len() == before {
+            if let (Some(path), Some(content), Some(mode)) = (path, content, mode) {
+                out.push(FileEntry {
+                    path,
+                    content,
+                    mode,
+                    uid,
+                    gid,
+                    allow_disk,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// `prefetch = ["a", "b"]` or `secrets = [{ secret_id = "a" }, ...]`.
@@ -1358,6 +1537,93 @@ mod tests {
         assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("PARAMETERS_AND_SECRETS_EXTENSION_CACHE_SIZE"));
         assert!(c.warnings.iter().all(|w| w.contains("is ignored")));
+    }
+
+    #[test]
+    fn files_entries_load_and_bad_ones_are_named() {
+        let c = load(
+            Some(
+                r#"
+ttl_seconds = 60
+[[files]]
+path = "/run/secrets/db"
+source = "awssm:db#password"
+[[files]]
+path = "/run/secrets/app.conf"
+template = "/etc/app.conf.tmpl"
+mode = "0440"
+uid = 1000
+gid = 2000
+allow_disk = true
+[[files]]
+path = "/run/secrets/x"
+source = "awsparam:/x"
+mode = 0o600
+"#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.files.len(), 3);
+        assert_eq!(c.files[0].mode, 0o400);
+        assert_eq!(
+            c.files[0].content,
+            FileContent::Source("awssm:db#password".into())
+        );
+        assert_eq!(
+            c.files[1],
+            FileEntry {
+                path: "/run/secrets/app.conf".into(),
+                content: FileContent::Template("/etc/app.conf.tmpl".into()),
+                mode: 0o440,
+                uid: Some(1000),
+                gid: Some(2000),
+                allow_disk: true,
+            }
+        );
+        assert_eq!(c.files[2].mode, 0o600);
+
+        let e = load(
+            Some(
+                r#"
+[[files]]
+source = "awssm:a"
+[[files]]
+path = "relative"
+source = "awssm:a"
+template = "/t"
+[[files]]
+path = "/a"
+mode = "9"
+uid = -1
+colour = "red"
+"#,
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "[[files]] #1: path = \"/absolute/target\" is required",
+            "[[files]] #2: path = \"relative\": must be an absolute path",
+            "[[files]] #2: give source or template, not both",
+            "[[files]] #3: needs source",
+            "[[files]] #3: mode: \"9\" is not a file mode",
+            "[[files]] #3: uid = -1: must be a numeric id",
+            "[[files]] #3: unknown key \"colour\"",
+        ] {
+            assert!(e.contains(want), "{want} in {e}");
+        }
+    }
+
+    #[test]
+    fn file_modes_are_octal() {
+        assert_eq!(parse_file_mode("0400"), Ok(0o400));
+        assert_eq!(parse_file_mode("644"), Ok(0o644));
+        assert_eq!(parse_file_mode("0o640"), Ok(0o640));
+        for bad in ["", "0o", "8", "4755", "rw-r--r--", "-1"] {
+            assert!(parse_file_mode(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

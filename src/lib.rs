@@ -9,7 +9,8 @@
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
 //! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
 //!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
-//! - `commands`: the subcommands beyond serving (`exec`) and the placeholder grammar they share.
+//! - `commands`: the subcommands beyond serving (`exec`, `render`), the placeholder grammar
+//!   and the fetching they share.
 //! - `error`: what a backend call can fail with, knowing no HTTP (`api::error` maps it).
 //! - `config`, `metrics`, `logging`: settings, counters, log set-up.
 
@@ -50,6 +51,9 @@ pub enum StartError {
         listen: String,
         source: std::io::Error,
     },
+    /// A `[[files]]` entry the serving agent cannot keep.
+    #[error("[[files]]: {0}")]
+    Files(String),
 }
 
 impl StartError {
@@ -59,6 +63,7 @@ impl StartError {
             StartError::Config(_) => "Extension.InvalidConfiguration",
             StartError::Token(_) => "Extension.MissingToken",
             StartError::Bind { .. } => "Extension.BindFailed",
+            StartError::Files(_) => "Extension.InvalidConfiguration",
         }
     }
 }

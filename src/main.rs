@@ -1,11 +1,11 @@
-//! `secrets-agent`: serve (mode picked from the environment), `health` or `exec`.
+//! `secrets-agent`: serve (mode picked from the environment), `health`, `exec` or `render`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use secrets_agent::commands::exec;
+use secrets_agent::commands::{exec, render};
 use secrets_agent::config::{Config, Env, Overrides};
 use secrets_agent::runtime::{lambda, sidecar};
 use secrets_agent::{logging, EXIT_USAGE};
@@ -41,6 +41,9 @@ enum Command {
     /// Resolve awssm:/awsparam: placeholders in the environment, then run COMMAND in this
     /// process (same PID). Exit 78 if a placeholder cannot be resolved.
     Exec(exec::Args),
+    /// Write secrets to files on a memory filesystem; with --once write them and exit (exit 73
+    /// if a file cannot be written, 78 if a secret cannot be resolved), else keep them current.
+    Render(render::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Some(Command::Exec(args)) => {
             let config = config.map_err(|e| e.to_string());
             return ExitCode::from(exec::run(args, config, &env, vars));
+        }
+        Some(Command::Render(args)) => {
+            let config = config.map_err(|e| e.to_string());
+            return ExitCode::from(render::run(args, config, &env));
         }
         other => other,
     };

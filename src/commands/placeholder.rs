@@ -1,4 +1,4 @@
-//! The placeholder grammar that `exec` (and `render`) resolve, compatible with `secrets-init`.
+//! The placeholder grammar that `exec` and `render` resolve, compatible with `secrets-init`.
 //!
 //! ```text
 //! awssm:<secret-id>[#<json-key>[#<version>]]        the whole value is one secret
@@ -200,26 +200,8 @@ pub enum ExtractError {
 /// A JSON string is used as is; a number, boolean or null as its JSON text; an object or array
 /// as compact JSON. A SecretBinary is used when it is UTF-8 text, refused otherwise.
 pub fn extract(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
-    let answer: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| ExtractError::Malformed("not JSON"))?;
-    let whole = match r.key.kind {
-        crate::backend::Kind::Secret => {
-            if let Some(s) = answer.get("SecretString").and_then(|v| v.as_str()) {
-                s.to_string()
-            } else if let Some(b) = answer.get("SecretBinary").and_then(|v| v.as_str()) {
-                let bytes = aws_smithy_types::base64::decode(b)
-                    .map_err(|_| ExtractError::Malformed("SecretBinary is not base64"))?;
-                String::from_utf8(bytes).map_err(|_| ExtractError::BinaryNotText)?
-            } else {
-                return Err(ExtractError::Malformed("no SecretString or SecretBinary"));
-            }
-        }
-        crate::backend::Kind::Parameter => answer
-            .pointer("/Parameter/Value")
-            .and_then(|v| v.as_str())
-            .ok_or(ExtractError::Malformed("no Parameter.Value"))?
-            .to_string(),
-    };
+    let whole =
+        String::from_utf8(whole_value(r, body)?).map_err(|_| ExtractError::BinaryNotText)?;
     let Some(k) = &r.json_key else {
         return Ok(whole);
     };
@@ -232,6 +214,38 @@ pub fn extract(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
         None => Err(ExtractError::KeyMissing(k.clone())),
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
         Some(other) => Ok(other.to_string()),
+    }
+}
+
+/// The bytes a reference stands for: as `extract`, except that a whole SecretBinary is its
+/// decoded bytes, text or not (a file can hold a keystore; an environment variable cannot).
+pub fn extract_bytes(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
+    match r.json_key {
+        None => whole_value(r, body),
+        Some(_) => extract(r, body).map(String::into_bytes),
+    }
+}
+
+/// SecretString, the decoded SecretBinary, or the parameter's Value.
+fn whole_value(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ExtractError::Malformed("not JSON"))?;
+    match r.key.kind {
+        crate::backend::Kind::Secret => {
+            if let Some(s) = answer.get("SecretString").and_then(|v| v.as_str()) {
+                Ok(s.as_bytes().to_vec())
+            } else if let Some(b) = answer.get("SecretBinary").and_then(|v| v.as_str()) {
+                aws_smithy_types::base64::decode(b)
+                    .map_err(|_| ExtractError::Malformed("SecretBinary is not base64"))
+            } else {
+                Err(ExtractError::Malformed("no SecretString or SecretBinary"))
+            }
+        }
+        crate::backend::Kind::Parameter => answer
+            .pointer("/Parameter/Value")
+            .and_then(|v| v.as_str())
+            .map(|v| v.as_bytes().to_vec())
+            .ok_or(ExtractError::Malformed("no Parameter.Value")),
     }
 }
 
@@ -398,6 +412,14 @@ mod tests {
         assert_eq!(
             extract(&r(None), not_text.as_bytes()),
             Err(ExtractError::BinaryNotText)
+        );
+        assert_eq!(
+            extract_bytes(&r(None), not_text.as_bytes()).unwrap(),
+            [0xff]
+        );
+        assert_eq!(
+            extract_bytes(&r(Some("user")), body.as_bytes()).unwrap(),
+            b"u"
         );
         let p = Ref {
             key: Key::parameter("/p", None, None, true),

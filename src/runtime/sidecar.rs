@@ -1,5 +1,6 @@
-//! Container mode (ECS, Fargate, EKS, a host under systemd): bind, prefetch, serve; on SIGTERM
-//! or SIGINT stop accepting, drain, exit 0. Also the `health` check for images without curl.
+//! Container mode (ECS, Fargate, EKS, a host under systemd): bind, prefetch, serve (and keep
+//! `[[files]]` current, see `commands::render`); on SIGTERM or SIGINT stop accepting, drain,
+//! exit 0. Also the `health` check for images without curl.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -14,7 +15,13 @@ use crate::{start, StartError};
 pub async fn run(config: Config, env: Env) -> Result<(), StartError> {
     let started = start(&config, &env).await?;
     let app = started.app.clone();
+    let files = crate::commands::render::serve_files(&config, app.cache.clone())
+        .map_err(StartError::Files)?
+        .map(tokio::spawn);
     server::serve(started.listener, started.app, shutdown::signal()).await;
+    if let Some(files) = files {
+        files.abort();
+    }
     app.cache.shutdown();
     tracing::info!("stopped");
     Ok(())

@@ -9,6 +9,7 @@ credentials, and the rewrites listed in `eks_pod`. Everything a test creates (po
 volumes, the application image) is removed afterwards, also when it fails.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -224,40 +225,131 @@ def eks_pod(moto_url, port, app_image):
     spec["volumes"].append({"name": "app-tmp", "emptyDir": {"medium": "Memory"}})
     app["volumeMounts"].append({"name": "app-tmp", "mountPath": "/tmp"})
     spec["containers"] = [sidecar, app]
+    return local_pod(f"{RUN_ID}-eks", spec)
+
+
+def local_pod(name, spec):
+    """A pod template's spec as a Pod podman plays here: no service account (there is no API
+    server here), host networking (moto listens on the host's loopback), run once."""
     spec.pop("serviceAccountName", None)
     spec["hostNetwork"] = True
     spec["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"{RUN_ID}-eks"},
-        "spec": spec,
-    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def test_eks_pod_shape(moto, app_image, tmp_path):
-    port = free_port()
+@contextlib.contextmanager
+def played(pod, tmp_path, what):
+    """Plays `pod`, waits for its `app` container to exit and yields (its state, its logs);
+    removes the pod afterwards, also when the test fails."""
     manifest = tmp_path / "pod.yaml"
-    pod = eks_pod(moto, port, app_image)
     manifest.write_text(yaml.safe_dump(pod))
     name = pod["metadata"]["name"]
+    app = f"{name}-app"
     try:
         podman("kube", "play", str(manifest))
-        app = f"{name}-app"
 
         def app_exited():
             out = podman("inspect", app, "--format", "{{.State.Status}}", check=False).stdout
             return out.strip() == "exited"
 
-        wait_for("the application container to read the secret", app_exited)
+        wait_for(what, app_exited)
         state = json.loads(podman("inspect", app).stdout)[0]["State"]
-        logs = podman("logs", app)
+        yield state, podman("logs", app)
+    finally:
+        podman("kube", "play", "--down", str(manifest), check=False)
+        podman("pod", "rm", "-f", "-t", "0", name, check=False)
+
+
+def test_eks_pod_shape(moto, app_image, tmp_path):
+    pod = eks_pod(moto, free_port(), app_image)
+    with played(pod, tmp_path, "the application container to read the secret") as (state, logs):
         assert state["ExitCode"] == 0, logs.stderr
         answer = json.loads(logs.stdout)
         assert answer["SecretString"] == SECRET_VALUE
         # The sidecar ran as the pod's non-root user and wrote the token to the memory volume.
+        name = pod["metadata"]["name"]
         agent = json.loads(podman("inspect", f"{name}-secrets-agent").stdout)[0]
         assert agent["Config"]["User"] in ("65532", "65532:65532")
+
+
+# ----------------------------------------------------------------------------------------------
+# EKS: secrets as files, k8s/render-init.yaml's pod with podman kube play
+
+TLS_KEY = "-----BEGIN PRIVATE KEY-----\npod-test-key-5c2a\n-----END PRIVATE KEY-----\n"
+
+
+def render_init_pod(moto_url, app_image, podinfo, files_dir):
+    """k8s/render-init.yaml's pod template, as a Pod podman can play here. Rewrites: images are
+    local tags; the downward-API volume (podman 4 cannot play one) becomes a host folder holding
+    the annotations file as the kubelet writes it; the memory emptyDir becomes a host folder on
+    /dev/shm, because podman 4 backs every emptyDir with a disk volume (medium: Memory or not)
+    and `render` rightly refuses a disk; hostNetwork; no service account; the app gets a command
+    that prints the files; the test's AWS settings."""
+    docs = list(yaml.safe_load_all((ROOT / "k8s/render-init.yaml").read_text()))
+    (deployment,) = [d for d in docs if d and d.get("kind") == "Deployment"]
+    template = copy.deepcopy(deployment["spec"]["template"])
+    annotations = template["metadata"]["annotations"]
+    # Go's %q, as the kubelet writes each annotation; for these ASCII values JSON's quoting is
+    # the same.
+    (podinfo / "annotations").write_text(
+        "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(annotations.items()))
+    )
+    spec = template["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["secret-files"]["emptyDir"]["medium"] == "Memory"
+    volumes["secret-files"].pop("emptyDir")
+    volumes["secret-files"]["hostPath"] = {"path": str(files_dir), "type": "Directory"}
+    assert "downwardAPI" in volumes["podinfo"]
+    volumes["podinfo"].pop("downwardAPI")
+    volumes["podinfo"]["hostPath"] = {"path": str(podinfo), "type": "Directory"}
+    (init,) = spec["initContainers"]
+    assert "restartPolicy" not in init
+    init["image"] = IMAGE
+    test_env = aws_env(moto_url, free_port())
+    init["env"] = [e for e in init.get("env", []) if e["name"] not in test_env]
+    init["env"] += [{"name": k, "value": v} for k, v in test_env.items()]
+    (app,) = spec["containers"]
+    app["image"] = app_image
+    app["command"] = [
+        "sh", "-c",
+        "cd /run/secrets/app && for f in db-password tls/key.pem .pgpass; do "
+        'stat -c "%a %u $f" "$f"; cat "$f"; echo; done',
+    ]
+    # The pod's annotations stay out: podman 4 refuses values over 63 characters (Kubernetes
+    # has no such limit), and the file above is where `render` reads them.
+    return local_pod(f"{RUN_ID}-render", spec)
+
+
+def test_eks_render_init_writes_files_for_the_app(moto, app_image, tmp_path):
+    sm = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sm.create_secret(Name="myapp/tls-key", SecretString=TLS_KEY)
+    podinfo = tmp_path / "podinfo"
+    podinfo.mkdir()
+    files_dir = Path("/dev/shm") / f"{RUN_ID}-files"
+    files_dir.mkdir()
+    # The emptyDir's mount point is writable by the pod's user, as the kubelet makes it.
+    files_dir.chmod(0o777)
+    pod = render_init_pod(moto, app_image, podinfo, files_dir)
+    try:
+        with played(pod, tmp_path, "the application to read its files") as (state, logs):
+            assert state["ExitCode"] == 0, logs.stderr
+            secret = json.loads(SECRET_VALUE)
+            assert logs.stdout == (
+                f"400 65532 db-password\n{secret['password']}\n"
+                f"400 65532 tls/key.pem\n{TLS_KEY}\n"
+                f"400 65532 .pgpass\n"
+                f"db.internal:5432:app:{secret['username']}:{secret['password']}\n"
+            ), logs.stdout
+            # The init container ran to completion before the app (podman removes it then, logs
+            # and all: tests/render.rs checks that render logs no value) and created tls/ 0700.
+            assert (files_dir / "tls").stat().st_mode & 0o777 == 0o700
+            assert (files_dir / "tls").stat().st_uid == 65532
     finally:
-        podman("kube", "play", "--down", str(manifest), check=False)
-        podman("pod", "rm", "-f", "-t", "0", name, check=False)
+        shutil.rmtree(files_dir, ignore_errors=True)
+        sm.delete_secret(SecretId="myapp/tls-key", ForceDeleteWithoutRecovery=True)

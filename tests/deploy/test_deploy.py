@@ -286,7 +286,12 @@ def test_task_role_policy_is_least_privilege(moto_endpoint):
 # Kubernetes
 # --------------------------------------------------------------------------
 
-K8S_FILES = ["k8s/deployment.yaml", "k8s/daemonset.yaml"]
+K8S_FILES = [
+    "k8s/deployment.yaml",
+    "k8s/daemonset.yaml",
+    "k8s/render-init.yaml",
+    "k8s/render-sidecar.yaml",
+]
 
 
 def k8s_docs(rel):
@@ -346,6 +351,127 @@ def test_deployment_runs_agent_as_native_sidecar():
     assert not {"AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} & set(
         agent_env
     )
+
+
+FILE_ANNOTATION = re.compile(r"^secrets-agent\.io/file\.([A-Za-z0-9_-]+)\.(path|source|mode|uid|gid)$")
+PLACEHOLDER = re.compile(r"^(awssm|awsparam):[^\s#]+(#[^#]*(#[^#]*)?)?$")
+
+
+def render_files(rel):
+    """The files a manifest's pod annotations ask `render` for, by name."""
+    annotations = kind(rel, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    files = {}
+    for key, value in annotations.items():
+        m = FILE_ANNOTATION.match(key)
+        assert m, f"{rel}: {key} is not a file annotation render understands"
+        files.setdefault(m[1], {})[m[2]] = value
+    return files
+
+
+def check_render_container(c, mount_path, once):
+    command = c["command"]
+    assert command[:2] == [BINARY, "render"]
+    assert ("--once" in command) == once
+    assert "--from-annotations=/etc/podinfo/annotations" in command
+    assert "--allow-disk" not in command
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["secret-files"]["mountPath"] == mount_path
+    assert not mounts["secret-files"].get("readOnly", False)
+    assert mounts["podinfo"]["mountPath"] == "/etc/podinfo"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def check_render_pod(rel):
+    spec = pod_spec(rel, "Deployment")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["secret-files"]["emptyDir"]["medium"] == "Memory"
+    (item,) = volumes["podinfo"]["downwardAPI"]["items"]
+    assert item == {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+    (app,) = spec["containers"]
+    (app_mount,) = [m for m in app["volumeMounts"] if m["name"] == "secret-files"]
+    assert app_mount["readOnly"] is True
+    mount_path = app_mount["mountPath"]
+    files = render_files(rel)
+    assert files
+    for name, attrs in files.items():
+        assert is_under(attrs["path"], mount_path), (name, attrs["path"])
+        source = attrs["source"]
+        if source.startswith(("awssm:", "awsparam:")):
+            assert PLACEHOLDER.match(source), source
+        else:
+            assert re.search(r"\$\{(awssm|awsparam):[^}]+\}", source), source
+        if "mode" in attrs:
+            assert re.fullmatch(r"0?[0-7]{3}", attrs["mode"]), attrs["mode"]
+    # The app and the writer run as one user: the 0400 files are the app's to read.
+    assert spec["securityContext"]["runAsUser"] == 65532
+    return spec, mount_path
+
+
+def go_quote(value):
+    """A string as Go's %q writes it (the downward API's annotations file)."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("\\x%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+@pytest.fixture(scope="module")
+def agent_binary():
+    """The debug build of the agent (a no-op when `cargo test` already built it)."""
+    result = run(["cargo", "build", "--quiet", "--bin", "secrets-agent"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return ROOT / "target" / "debug" / "secrets-agent"
+
+
+@pytest.mark.parametrize("rel", ["k8s/render-init.yaml", "k8s/render-sidecar.yaml"])
+def test_render_reads_the_manifests_annotations(agent_binary, tmp_path, rel):
+    annotations = kind(rel, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    podinfo = tmp_path / "annotations"
+    podinfo.write_text(
+        "".join(f"{k}={go_quote(v)}\n" for k, v in sorted(annotations.items()))
+    )
+    result = run(
+        [str(agent_binary), "render", "--dry-run", f"--from-annotations={podinfo}"],
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert result.returncode == 0, result.stderr
+    listed = {line.split(" ")[0]: line for line in result.stdout.splitlines()}
+    files = render_files(rel)
+    assert set(listed) == {attrs["path"] for attrs in files.values()}
+    for attrs in files.values():
+        line = listed[attrs["path"]]
+        assert f"mode {attrs.get('mode', '0400')}," in line, line
+        for ref in re.findall(r"(?:awssm|awsparam):([^#}\s]+)", attrs["source"]):
+            assert f"'{ref}'" in line, (ref, line)
+
+
+def test_render_init_variant_writes_files_once_to_memory():
+    spec, mount_path = check_render_pod("k8s/render-init.yaml")
+    (init,) = spec["initContainers"]
+    assert "restartPolicy" not in init, "a run-to-completion init container"
+    check_render_container(init, mount_path, once=True)
+
+
+def test_render_sidecar_variant_keeps_files_current():
+    spec, mount_path = check_render_pod("k8s/render-sidecar.yaml")
+    first, watcher = spec["initContainers"]
+    assert "restartPolicy" not in first, "files exist before the app starts"
+    check_render_container(first, mount_path, once=True)
+    assert watcher["restartPolicy"] == "Always", "a native sidecar"
+    check_render_container(watcher, mount_path, once=False)
+    # --notify and --on-change run `kill` and `sh`, which the FROM-scratch image lacks.
+    assert not [a for a in watcher["command"] if a.startswith(("--notify", "--on-change"))]
+    assert "--notify" in read("k8s/render-sidecar.yaml"), "the comment says how to signal"
 
 
 def test_deployment_security_and_resources():
