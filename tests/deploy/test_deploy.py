@@ -167,7 +167,7 @@ def mebibytes(quantity):
 
 
 def fits_budget(max_bytes, limit_mib):
-    """The measured RSS model (README, "Memory"): about 10 MiB idle plus 1.15 times the
+    """The measured RSS model (docs/benchmarks.md, "Memory"): about 10 MiB idle plus 1.15 times the
     byte budget of cached values when the cache is full."""
     return 10 + 1.15 * int(max_bytes) / 2**20 <= limit_mib
 
@@ -844,8 +844,16 @@ def test_example_function_reads_secret_without_printing_it(agent_stub):
 # --------------------------------------------------------------------------
 
 
-def test_readme_covers_every_platform():
-    doc = read("README.md")
+def test_readme_links_resolve():
+    """The README is the front page: each page it links to exists."""
+    links = re.findall(r"\]\(((?:docs|bench)/[^)#]+)", read("README.md"))
+    assert links, "the README links to no docs page"
+    for link in links:
+        assert (ROOT / link).exists(), link
+
+
+def test_docs_cover_every_platform():
+    doc = "\n".join([read("README.md")] + [p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))])
     headings = re.findall(r"^#+\s+(.*)$", doc, flags=re.M)
     for heading in ["ECS/Fargate", "EKS", "Host (systemd)", "Lambda", "Deploy with SAM"]:
         assert heading in headings, heading
