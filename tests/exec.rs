@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use aws_sdk_ssm::types::ParameterType;
 use common::*;
 
 /// `secrets-agent exec ARGS` with a clean environment pointing at `endpoint`, plus `vars`.
@@ -62,21 +63,8 @@ async fn every_grammar_form_resolves_straight_from_aws() {
     create_secret(&plain, "just text").await;
     let param = unique("/exec/param");
     let secure = unique("/exec/secure");
-    let ssm = ssm_client().await;
-    ssm.put_parameter()
-        .name(&param)
-        .value(r#"{"url":"https://x"}"#)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .unwrap();
-    ssm.put_parameter()
-        .name(&secure)
-        .value("decrypted-text")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_parameter(&param, r#"{"url":"https://x"}"#, ParameterType::String).await;
+    put_parameter(&secure, "decrypted-text", ParameterType::SecureString).await;
 
     let whole = format!("awssm:{plain}");
     let user = format!("awssm:{db}#user");

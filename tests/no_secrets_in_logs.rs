@@ -34,15 +34,7 @@ async fn no_secret_value_reaches_the_log() {
         .await
         .unwrap();
     let p1 = format!("/{}/secure", unique("log"));
-    ssm_client()
-        .await
-        .put_parameter()
-        .name(&p1)
-        .value(value("param"))
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_parameter(&p1, &value("param"), ParameterType::SecureString).await;
     let prefetched = unique("log-prefetch");
     create_secret(&prefetched, &value("prefetch")).await;
 

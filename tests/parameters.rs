@@ -8,19 +8,6 @@ use aws_sdk_ssm::types::ParameterType;
 use common::*;
 use http::StatusCode;
 
-async fn put(name: &str, value: &str, kind: ParameterType) {
-    ssm_client()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(kind)
-        .overwrite(true)
-        .send()
-        .await
-        .expect("put parameter");
-}
-
 fn path(name: &str, extra: &str) -> String {
     format!("/systemsmanager/parameters/get?name={}{extra}", enc(name))
 }
@@ -29,7 +16,7 @@ fn path(name: &str, extra: &str) -> String {
 async fn string_and_string_list_in_the_extension_shape() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/plain", unique("p"));
-    put(&name, "hello", ParameterType::String).await;
+    put_parameter(&name, "hello", ParameterType::String).await;
     let r = agent.get(&path(&name, "")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -61,7 +48,7 @@ async fn string_and_string_list_in_the_extension_shape() {
     assert!(v["ResultMetadata"].is_object());
 
     let list = format!("/{}/list", unique("p"));
-    put(&list, "a,b,c", ParameterType::StringList).await;
+    put_parameter(&list, "a,b,c", ParameterType::StringList).await;
     let r = agent.get(&path(&list, "")).await;
     assert_eq!(r.json()["Parameter"]["Type"], "StringList");
     assert_eq!(r.json()["Parameter"]["Value"], "a,b,c");
@@ -72,7 +59,7 @@ async fn string_and_string_list_in_the_extension_shape() {
 async fn secure_string_needs_with_decryption() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/secure", unique("p"));
-    put(&name, "s3cr3t", ParameterType::SecureString).await;
+    put_parameter(&name, "s3cr3t", ParameterType::SecureString).await;
     let r = agent.get(&path(&name, "")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["Parameter"]["Type"], "SecureString");
@@ -92,8 +79,8 @@ async fn secure_string_needs_with_decryption() {
 async fn version_and_label_select() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/versioned", unique("p"));
-    put(&name, "v1", ParameterType::String).await;
-    put(&name, "v2", ParameterType::String).await;
+    put_parameter(&name, "v1", ParameterType::String).await;
+    put_parameter(&name, "v2", ParameterType::String).await;
     ssm_client()
         .await
         .label_parameter_version()
@@ -128,7 +115,7 @@ async fn version_and_label_select() {
 async fn arn_and_encoded_names() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/with.dots_and-dashes", unique("p"));
-    put(&name, "x", ParameterType::String).await;
+    put_parameter(&name, "x", ParameterType::String).await;
     let first = agent.get(&path(&name, "")).await.json();
     let arn = first["Parameter"]["ARN"].as_str().unwrap().to_string();
     let r = agent.get(&path(&arn, "")).await;
@@ -184,7 +171,7 @@ async fn errors() {
 async fn fifty_concurrent_cold_requests_make_one_get_parameter() {
     let agent = TestAgent::start(|_| {}).await;
     let name = format!("/{}/hot", unique("p"));
-    put(&name, "hot", ParameterType::String).await;
+    put_parameter(&name, "hot", ParameterType::String).await;
     agent
         .proxy
         .set_fault(Fault::Delay(Duration::from_millis(300)), None);
@@ -206,9 +193,9 @@ async fn parameter_ttl_is_its_own() {
     })
     .await;
     let name = format!("/{}/ttl", unique("p"));
-    put(&name, "one", ParameterType::String).await;
+    put_parameter(&name, "one", ParameterType::String).await;
     agent.get(&path(&name, "")).await;
-    put(&name, "two", ParameterType::String).await;
+    put_parameter(&name, "two", ParameterType::String).await;
     agent.clock.advance(Duration::from_secs(9));
     assert_eq!(
         agent.get(&path(&name, "")).await.json()["Parameter"]["Value"],

@@ -64,15 +64,12 @@ async fn once_writes_every_kind_of_file_with_its_mode() {
         .await
         .unwrap();
     let param = unique("/render/param");
-    ssm_client()
-        .await
-        .put_parameter()
-        .name(&param)
-        .value("param-value")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_parameter(
+        &param,
+        "param-value",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
     let dir = shm_dir("kinds");
     let template = dir.join("app.conf.tmpl");
     std::fs::write(

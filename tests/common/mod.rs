@@ -137,6 +137,20 @@ pub async fn create_secret(name: &str, value: &str) -> String {
         .expect("arn")
 }
 
+/// Puts (or overwrites) an SSM parameter.
+pub async fn put_parameter(name: &str, value: &str, kind: aws_sdk_ssm::types::ParameterType) {
+    ssm_client()
+        .await
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put parameter");
+}
+
 /// Puts a new AWSCURRENT version and returns its version id.
 pub async fn put_secret(name: &str, value: &str) -> String {
     secrets_client()
