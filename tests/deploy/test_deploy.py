@@ -427,10 +427,19 @@ def go_quote(value):
 
 @pytest.fixture(scope="module")
 def agent_binary():
-    """The debug build of the agent (a no-op when `cargo test` already built it)."""
-    result = run(["cargo", "build", "--quiet", "--bin", "secrets-agent"], cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    return ROOT / "target" / "debug" / "secrets-agent"
+    """SECRETS_AGENT_BIN, else the debug binary `cargo test` built (make test runs it first),
+    else a debug build made here. `cargo build` alone is no shortcut: without the
+    dev-dependencies' features it compiles much of the tree again."""
+    if os.environ.get("SECRETS_AGENT_BIN"):
+        return Path(os.environ["SECRETS_AGENT_BIN"])
+    built = ROOT / "target" / "debug" / "secrets-agent"
+    if not built.exists():
+        result = subprocess.run(
+            ["cargo", "build", "--quiet", "--bin", "secrets-agent"],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        )
+        assert result.returncode == 0, result.stderr
+    return built
 
 
 @pytest.mark.parametrize("rel", ["k8s/render-init.yaml", "k8s/render-sidecar.yaml"])
