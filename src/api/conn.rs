@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ const NEW: u8 = 3;
 const BUSY: u8 = 4;
 const PHASE: u8 = 0b111;
 const EVICTED: u8 = 0b1000;
+/// The connection has closed (its seat was dropped): no longer a candidate.
+const CLOSED: u8 = 0b1_0000;
 
 /// One open connection as its pool sees it.
 pub struct Slot {
@@ -89,18 +91,22 @@ impl Slot {
         self.state.load(Ordering::Acquire) & EVICTED != 0
     }
 
+    fn closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
     /// Marks the connection busy (serving a request) until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> BusyGuard {
         self.set_phase(BUSY);
         BusyGuard(self.clone())
     }
 
-    /// Flags the connection for closing unless it is busy or already flagged.
+    /// Flags the connection for closing unless it is busy, closed or already flagged.
     fn try_evict(&self) -> bool {
         let flagged = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                (s & EVICTED == 0 && s & PHASE != BUSY).then_some(s | EVICTED)
+                (s & (EVICTED | CLOSED) == 0 && s & PHASE != BUSY).then_some(s | EVICTED)
             })
             .is_ok();
         if flagged {
@@ -135,7 +141,17 @@ impl Drop for BusyGuard {
 /// A connection's permit in its pool and its slot; both go when the connection closes.
 pub struct Seat {
     pub slot: Arc<Slot>,
+    closing: Arc<AtomicUsize>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let before = self.slot.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if before & EVICTED != 0 {
+            self.closing.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// What a pool does with a new connection.
@@ -151,10 +167,12 @@ pub enum Admission {
 pub struct Pool {
     size: usize,
     permits: Arc<Semaphore>,
-    /// Open connections in the order they were admitted (dead ones pruned as we go). A plain
+    /// Open connections in the order they were admitted (closed ones pruned as we go). A plain
     /// mutex: held only to push or to scan, never across an `.await`.
-    slots: Mutex<Vec<Weak<Slot>>>,
-    /// Connections admitted after an eviction, waiting for a permit.
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// Evicted connections that have not closed yet, and connections admitted after an
+    /// eviction, waiting for a permit.
+    closing: Arc<AtomicUsize>,
     waiting: AtomicUsize,
     evictions: AtomicU64,
 }
@@ -165,6 +183,7 @@ impl Pool {
             size,
             permits: Arc::new(Semaphore::new(size)),
             slots: Mutex::new(Vec::with_capacity(size)),
+            closing: Arc::new(AtomicUsize::new(0)),
             waiting: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
         }
@@ -209,16 +228,17 @@ impl Pool {
         // Closed connections are pruned when they outnumber open ones, so this stays
         // O(size) in memory and O(1) amortized per connection.
         if slots.len() >= 2 * self.size + 16 {
-            slots.retain(|w| w.strong_count() > 0);
+            slots.retain(|s| !s.closed());
         }
-        slots.push(Arc::downgrade(&slot));
+        slots.push(slot.clone());
         Seat {
             slot,
+            closing: self.closing.clone(),
             _permit: permit,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Slot>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
         // A panic while holding this lock leaves a valid Vec behind.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -231,23 +251,18 @@ impl Pool {
     /// arrives: while there are more of them than connections waiting for their permits, the
     /// new one joins the wait instead of evicting another.
     fn evict_one(&self) -> bool {
-        let mut slots = self.lock();
-        slots.retain(|w| w.strong_count() > 0);
-        let closing = slots
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|s| s.evicted())
-            .count();
-        if self.waiting.load(Ordering::Acquire) < closing {
+        if self.waiting.load(Ordering::Acquire) < self.closing.load(Ordering::Acquire) {
             return true;
         }
+        let mut slots = self.lock();
+        slots.retain(|s| !s.closed());
         // A candidate can turn busy between the scan and the flag: scan again then.
         for _ in 0..3 {
-            let mut best: Option<(u8, Arc<Slot>)> = None;
-            for slot in slots.iter().filter_map(Weak::upgrade) {
+            let mut best: Option<(u8, &Arc<Slot>)> = None;
+            for slot in slots.iter() {
                 let s = slot.state.load(Ordering::Acquire);
                 let phase = s & PHASE;
-                if s & EVICTED != 0 || phase == BUSY {
+                if s & (EVICTED | CLOSED) != 0 || phase == BUSY {
                     continue;
                 }
                 if best.as_ref().map_or(true, |(p, _)| phase < *p) {
@@ -260,10 +275,14 @@ impl Pool {
             let Some((_, victim)) = best else {
                 return false;
             };
+            // Counted before the flag is set, so that the seat's drop, which uncounts it,
+            // always comes after.
+            self.closing.fetch_add(1, Ordering::AcqRel);
             if victim.try_evict() {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
+            self.closing.fetch_sub(1, Ordering::AcqRel);
         }
         false
     }
