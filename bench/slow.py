@@ -2,7 +2,9 @@
 """Slow connections against the release agent: legitimate reads and /ping while N hostile
 connections (half silent, half a partial request head) hold or retry their place.
 
-    .venv/bin/python bench/slow.py 1000 10000
+    .venv/bin/python bench/slow.py 0 1000 10000
+
+(0: the same reads with no hostile connection, the machine's own baseline.)
 
 For each N: the agent (default settings, max_conn 800) serves one cached secret; a separate
 process keeps N hostile connections open, reconnecting 100 ms after the agent closes one; once
@@ -118,7 +120,7 @@ def measure(children, proxy_port, n):
         if not select.select([hostile.stdout], [], [], 1)[0]:
             continue
         line = hostile.stdout.readline().decode().strip()
-        if line.startswith("CONNECTED") and int(line.split()[1]) >= n * 0.9:
+        if line.startswith("CONNECTED") and (n == 0 or int(line.split()[1]) >= n * 0.9):
             break
     print(f"N={n}: hostile {line}", file=sys.stderr)
     path = run.secret_path(SECRET)
@@ -151,7 +153,7 @@ def measure(children, proxy_port, n):
         "peak_rss_kib": peak_rss,
         "peak_fds": peak_fds,
         "held": min(n, 800),
-        "rss_per_held_conn_kib": (peak_rss - base["rss_kib"]) / min(n, 800),
+        "rss_per_held_conn_kib": (peak_rss - base["rss_kib"]) / max(1, min(n, 800)),
         "reads": summarize(reads),
         "pings": summarize(pings),
         "evicted": metrics.get("secrets_agent_connections_evicted_total"),

@@ -39,6 +39,9 @@ AGENT = os.environ.get("SOAK_AGENT", run.AGENT)
 HOT = [f"soak/hot-{i:02d}" for i in range(20)]
 MANY = [f"soak/many-{i:04d}" for i in range(300)]
 CACHE = 100
+# Small, so that the rude clients and the silent bursts fill it and evictions happen all along.
+MAX_CONN = 32
+SILENT_BURST = 40
 TTL_S = 60
 SAMPLE_S = 10
 OUTAGE_EVERY_S = 300
@@ -65,26 +68,33 @@ class Counts:
 
 
 def reader(port, names, pause, counts, kind, stop):
-    """Reads `names` at random over one keep-alive connection, reconnecting when needed."""
+    """Reads `names` at random over one keep-alive connection, reconnecting when needed. As
+    urllib3 and the AWS SDKs do, a request on a reused connection that the agent had closed
+    (evicted as idle at the limit) is retried once on a new connection; only the retry counts."""
     conn = None
     while not stop.is_set():
         name = random.choice(names)
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", run.secret_path(name), headers={run.TOKEN_HEADER: run.TOKEN})
-            resp = conn.getresponse()
-            resp.read()
-            counts.add(f"{kind} {resp.status}")
-            if resp.getheader("Connection", "").lower() == "close":
-                conn.close()
+        for attempt in (0, 1):
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", run.secret_path(name), headers={run.TOKEN_HEADER: run.TOKEN})
+                resp = conn.getresponse()
+                resp.read()
+                counts.add(f"{kind} {resp.status}")
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+                break
+            except (OSError, http.client.HTTPException) as e:
+                if conn:
+                    conn.close()
                 conn = None
-        except (OSError, http.client.HTTPException) as e:
-            # A pooled connection the agent closed as idle is retried once, as clients do.
-            counts.add(f"{kind} {type(e).__name__}")
-            if conn:
-                conn.close()
-            conn = None
+                if reused and attempt == 0:
+                    counts.add(f"retried {kind}")
+                    continue
+                counts.add(f"{kind} {type(e).__name__}")
         time.sleep(pause)
 
 
@@ -110,6 +120,9 @@ def rude(port, counts, stop):
             s.connect(("127.0.0.1", port))
             s.sendall(request * 50)  # pipelined, never read
             held.append((time.monotonic(), s))
+            if int(time.monotonic()) % 30 < 2:  # a burst of silent ones past max_conn
+                for _ in range(SILENT_BURST):
+                    held.append((time.monotonic(), socket.create_connection(("127.0.0.1", port), timeout=5)))
             counts.add("rude ok")
         except OSError as e:
             counts.add(f"rude {type(e).__name__}")
@@ -219,7 +232,6 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.makedirs(run.LOGS, exist_ok=True)
-    run.AGENT = AGENT
     children = run.Children()
     stop = threading.Event()
     counts = Counts()
@@ -237,6 +249,14 @@ def main():
                               region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
         for name in HOT + MANY:
             client.create_secret(Name=name, SecretString=run.HOT_VALUE)
+        config = os.path.join(run.RESULTS, "soak-agent.toml")
+        with open(config, "w") as f:
+            f.write(f"max_conn = {MAX_CONN}\n")
+        wrapper = os.path.join(run.RESULTS, "soak-agent.sh")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec "{AGENT}" --config "{config}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        run.AGENT = wrapper
         agent = run.Agent(children, proxy.port, "soak", PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE=CACHE,
                           SECRETS_MANAGER_TTL=TTL_S)
         for name in HOT:
@@ -275,8 +295,8 @@ def main():
              f"{final.get('rotations', 0)} rotations, {final.get('fault drop', 0)} outages, "
              f"{final.get('fault throttle', 0)} throttling storms, {final.get('rude ok', 0)} rounds of rude clients.",
              "",
-             "| min | RSS MiB | fds | tasks | open conns | evicted | 429 | hit errors | miss non-200 | cache entries |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| min | RSS MiB | fds | tasks | open conns | evicted | 429 | hit errors | hits retried | miss non-200 | cache entries |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in samples:
         if s["t_s"] % 60 >= SAMPLE_S and s is not samples[-1]:
             continue  # one row a minute in the table; every sample is in soak.json
@@ -284,7 +304,8 @@ def main():
         hit_err = sum(v for k, v in c.items() if k.startswith("hit ") and k != "hit 200")
         miss_bad = sum(v for k, v in c.items() if k.startswith("miss ") and k != "miss 200")
         lines.append(f"| {s['t_s'] / 60:.1f} | {s['rss_kib'] / 1024:.1f} | {s['fds']} | {s['tasks']} | {s['open']} "
-                     f"| {s['evicted']} | {s['refused']} | {hit_err} | {miss_bad} | {s['entries']} |")
+                     f"| {s['evicted']} | {s['refused']} | {hit_err} | {c.get('retried hit', 0)} | {miss_bad} "
+                     f"| {s['entries']} |")
     lines.append("")
     lines.append(f"Final client counts: {json.dumps(final, sort_keys=True)}")
     for k, (bad, why) in verdicts.items():
