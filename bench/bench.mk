@@ -26,3 +26,14 @@ bench-instructions: venv
 	  $$SUDO apt-get install -y -qq valgrind || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind; }; \
 	}
 	$(PY) bench/instructions.py
+
+# `make soak`: SOAK_MINUTES (default 30) of mixed, partly hostile load through the fault proxy
+# (bench/soak.py): hits, misses past cache_size, rotations, outages, throttling storms, rude
+# clients. Samples RSS, fds, tasks and errors every 10 s; fails if a hit fails or any of them
+# keeps growing. Table and PNG plots in bench/results/. Not part of `make test`.
+.PHONY: soak
+SOAK_MINUTES ?= 30
+soak: venv
+	cargo build --release --bin secrets-agent
+	$(PY) -m pip install -q matplotlib==3.9.2
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) bench/soak.py

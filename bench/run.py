@@ -193,7 +193,9 @@ def cargo_build():
 
 
 def proxy_main(upstream_port):
-    state = {"delay_ms": 0, "counts": {}}
+    # fault: "none", "drop" (close without answering: an outage) or "throttle" (400
+    # ThrottlingException); `make soak` switches it.
+    state = {"delay_ms": 0, "counts": {}, "fault": "none"}
     lock = threading.Lock()
     local = threading.local()
     hop = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
@@ -219,6 +221,8 @@ def proxy_main(upstream_port):
             with lock:
                 if url.path == "/__bench/delay":
                     state["delay_ms"] = int(q["ms"])
+                elif url.path == "/__bench/fault":
+                    state["fault"] = q["mode"]
                 elif url.path == "/__bench/reset":
                     state["counts"] = {}
                 body = json.dumps(state).encode()
@@ -230,6 +234,15 @@ def proxy_main(upstream_port):
             with lock:
                 state["counts"][target] = state["counts"].get(target, 0) + 1
                 delay = state["delay_ms"]
+                fault = state["fault"]
+            if fault == "drop":
+                self.close_connection = True
+                return
+            if fault == "throttle":
+                body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+                self._reply(400, [("Content-Type", "application/x-amz-json-1.1"),
+                                  ("x-amzn-ErrorType", "ThrottlingException")], body)
+                return
             if delay:
                 time.sleep(delay / 1000)
             for attempt in range(2):
@@ -272,6 +285,9 @@ class Proxy:
 
     def reset(self):
         self._call("/__bench/reset")
+
+    def fault(self, mode):
+        self._call(f"/__bench/fault?mode={mode}")
 
     def counts(self):
         return self._call("/__bench/stats")["counts"]

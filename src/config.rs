@@ -127,6 +127,12 @@ pub struct Config {
     /// Generate a random token and write it here (mode 0444).
     pub token_file: Option<PathBuf>,
     pub header_timeout: Duration,
+    /// A fresh connection that sends nothing for this long is closed.
+    pub first_byte_timeout: Duration,
+    /// A keep-alive connection idle for this long is closed.
+    pub idle_timeout: Duration,
+    /// A response write that makes no progress for this long closes its connection.
+    pub write_timeout: Duration,
     pub drain_timeout: Duration,
     /// Problems that do not stop the agent (unknown variables with our prefixes, ignored keys).
     pub warnings: Vec<String>,
@@ -209,6 +215,12 @@ impl Default for Config {
             prefetch_jitter: Duration::ZERO,
             token_file: None,
             header_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(5),
+            // Longer than the usual client pool idle time (Python's urllib3 and the AWS SDKs
+            // keep connections for up to about 60 s), so a client closes first and never
+            // reuses a connection we are closing.
+            idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             warnings: Vec::new(),
             files: Vec::new(),

@@ -524,21 +524,19 @@ async fn ttl_zero_disables_caching() {
     agent.stop().await;
 }
 
+/// 429 is for when every connection is busy (tests/connections.rs); silent connections at the
+/// limit make room instead.
 #[tokio::test]
-async fn connections_past_max_conn_get_429() {
+async fn connections_past_max_conn_make_room_or_get_429() {
     let agent = TestAgent::start(|c| c.max_conn = 2).await;
     let addr = agent.base.trim_start_matches("http://").to_string();
-    // Two idle keep-alive connections hold both permits.
+    // Two silent connections hold both permits; the oldest gives way.
     let _a = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let _b = tokio::net::TcpStream::connect(&addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let r = get(&format!("{}/ping", agent.base), &[]).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.json()["__type"], "TooManyRequestsException");
-    drop(_a);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let r = get(&format!("{}/ping", agent.base), &[]).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert!(agent.app.connections_open().0 <= 2);
     agent.stop().await;
 }
 

@@ -1,71 +1,375 @@
-//! Per-connection timeouts that tell an idle keep-alive connection from a slow request head.
+//! Connection handling: the timeouts of one connection, and the pools that bound how many are
+//! open without letting idle or silent ones lock anybody out.
 //!
-//! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for its next
-//! request, so it closes pooled connections that clients are about to reuse (a reset on the
-//! client's next call). Here the head timer starts only when the first byte of a request
-//! arrives, never runs while a request is being served, and an idle connection is closed
-//! quietly after a longer idle timeout.
+//! Timeouts (`Timed`), each for one phase of a connection:
+//! - first byte: a fresh connection that sends nothing is closed quietly after a few seconds;
+//! - head: once a request's first byte arrives, its whole head must follow in time;
+//! - idle: a keep-alive connection waiting for its next request is closed quietly after a
+//!   longer time (hyper's own `header_read_timeout` would also run there, closing pooled
+//!   connections that clients are about to reuse);
+//! - write: a response write that makes no progress (the client stopped reading) closes the
+//!   connection.
+//!
+//! No timer runs while a request is being served.
+//!
+//! A `Pool` holds a fixed number of permits. When none is free, the oldest connection that
+//! is not serving a request is evicted to make room: first one that has not sent a byte, then
+//! one still sending its head, then one idle in keep-alive. A connection serving a request is
+//! never evicted; when every connection is busy there is no room and the caller refuses.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// Set by the request handler while it serves a request on this connection.
-#[derive(Clone, Default)]
-pub struct Busy(Arc<AtomicBool>);
+/// How long each phase of a connection may last; see the module doc.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub first_byte: Duration,
+    pub head: Duration,
+    pub idle: Duration,
+    pub write: Duration,
+}
 
-impl Busy {
-    /// Marks the connection busy until the returned guard is dropped.
-    pub fn enter(&self) -> BusyGuard {
-        self.0.store(true, Ordering::Release);
-        BusyGuard(self.0.clone())
+// What a connection is doing, in the low bits of `Slot::state`, ordered by how readily it is
+// evicted. `EVICTED` is a flag on top: the connection closes as soon as it is not busy.
+/// Polled, and nothing has arrived.
+const FRESH: u8 = 0;
+/// Part of a request head has arrived.
+const HEAD: u8 = 1;
+/// Between requests.
+const IDLE: u8 = 2;
+/// Admitted but not yet polled: under a flood of connections the accept loop can admit many
+/// before a new connection's task first reads, and a client that sent its request with the
+/// connect must get that read.
+const NEW: u8 = 3;
+const BUSY: u8 = 4;
+const PHASE: u8 = 0b111;
+const EVICTED: u8 = 0b1000;
+/// The connection has closed (its seat was dropped): no longer a candidate.
+const CLOSED: u8 = 0b1_0000;
+
+/// One open connection as its pool sees it.
+pub struct Slot {
+    state: AtomicU8,
+    evict: Notify,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            state: AtomicU8::new(NEW),
+            evict: Notify::new(),
+        }
     }
 
-    fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    fn set_phase(&self, phase: u8) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !PHASE) | phase)
+            });
+    }
+
+    fn phase(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & PHASE
+    }
+
+    fn busy(&self) -> bool {
+        self.phase() == BUSY
+    }
+
+    fn evicted(&self) -> bool {
+        self.state.load(Ordering::Acquire) & EVICTED != 0
+    }
+
+    fn closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Marks the connection busy (serving a request) until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> BusyGuard {
+        self.set_phase(BUSY);
+        BusyGuard(self.clone())
+    }
+
+    /// Flags the connection for closing unless it is busy, closed or already flagged.
+    fn try_evict(&self) -> bool {
+        let flagged = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s & (EVICTED | CLOSED) == 0 && s & PHASE != BUSY).then_some(s | EVICTED)
+            })
+            .is_ok();
+        if flagged {
+            // Wakes `serve`, which polls the connection again; its next read or blocked write
+            // sees the flag.
+            self.evict.notify_one();
+        }
+        flagged
+    }
+
+    /// Drives `conn` to its end; an eviction wakes it so that it closes.
+    pub async fn serve<F: Future>(&self, conn: F) {
+        tokio::pin!(conn);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut conn => return,
+                _ = self.evict.notified() => {}
+            }
+        }
     }
 }
 
-pub struct BusyGuard(Arc<AtomicBool>);
+pub struct BusyGuard(Arc<Slot>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.set_phase(IDLE);
     }
 }
 
-/// An I/O stream with the head and idle timeouts applied to its reads.
+/// A connection's permit in its pool and its slot; both go when the connection closes.
+pub struct Seat {
+    pub slot: Arc<Slot>,
+    closing: Arc<AtomicUsize>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let before = self.slot.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if before & EVICTED != 0 {
+            self.closing.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What a pool does with a new connection.
+pub enum Admission {
+    Now(Seat),
+    /// An idle or silent connection was evicted; its permit comes with `Pool::wait`.
+    AfterEviction,
+    /// Every connection is busy.
+    Full,
+}
+
+/// A fixed number of connections, with eviction of the oldest non-busy one when full.
+pub struct Pool {
+    size: usize,
+    permits: Arc<Semaphore>,
+    /// Open connections in the order they were admitted (closed ones pruned as we go). A plain
+    /// mutex: held only to push or to scan, never across an `.await`.
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// Evicted connections that have not closed yet, and connections admitted after an
+    /// eviction, waiting for a permit.
+    closing: Arc<AtomicUsize>,
+    waiting: AtomicUsize,
+    evictions: AtomicU64,
+}
+
+impl Pool {
+    pub fn new(size: usize) -> Pool {
+        Pool {
+            size,
+            permits: Arc::new(Semaphore::new(size)),
+            slots: Mutex::new(Vec::with_capacity(size)),
+            closing: Arc::new(AtomicUsize::new(0)),
+            waiting: AtomicUsize::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Connections holding a permit now.
+    pub fn open(&self) -> usize {
+        self.size - self.permits.available_permits()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    pub fn admit(&self) -> Admission {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Admission::Now(self.seat(permit));
+        }
+        if self.evict_one() {
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            Admission::AfterEviction
+        } else {
+            Admission::Full
+        }
+    }
+
+    /// The next free permit, for a connection admitted after an eviction. Permits go to
+    /// waiters in order; `None` if none is freed within `limit` (the evicted connection turned
+    /// out to be busy and is still serving).
+    pub async fn wait(&self, limit: Duration) -> Option<Seat> {
+        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match permit {
+            Ok(Ok(permit)) => Some(self.seat(permit)),
+            _ => None,
+        }
+    }
+
+    fn seat(&self, permit: OwnedSemaphorePermit) -> Seat {
+        let slot = Arc::new(Slot::new());
+        let mut slots = self.lock();
+        // Closed connections are pruned when they outnumber open ones, so this stays
+        // O(size) in memory and O(1) amortized per connection.
+        if slots.len() >= 2 * self.size + 16 {
+            slots.retain(|s| !s.closed());
+        }
+        slots.push(slot.clone());
+        Seat {
+            slot,
+            closing: self.closing.clone(),
+            _permit: permit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
+        // A panic while holding this lock leaves a valid Vec behind.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Flags the oldest connection of the lowest phase (silent, then sending its head, then
+    /// idle, then not yet polled) for closing. False if every connection is busy or already
+    /// flagged.
+    ///
+    /// Under a flood, evicted connections may not have closed yet when the next connection
+    /// arrives: while there are more of them than connections waiting for their permits, the
+    /// new one joins the wait instead of evicting another.
+    fn evict_one(&self) -> bool {
+        if self.waiting.load(Ordering::Acquire) < self.closing.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut slots = self.lock();
+        slots.retain(|s| !s.closed());
+        // A candidate can turn busy between the scan and the flag: scan again then.
+        for _ in 0..3 {
+            let mut best: Option<(u8, &Arc<Slot>)> = None;
+            for slot in slots.iter() {
+                let s = slot.state.load(Ordering::Acquire);
+                let phase = s & PHASE;
+                if s & (EVICTED | CLOSED) != 0 || phase == BUSY {
+                    continue;
+                }
+                if best.as_ref().map_or(true, |(p, _)| phase < *p) {
+                    best = Some((phase, slot));
+                    if phase == FRESH {
+                        break;
+                    }
+                }
+            }
+            let Some((_, victim)) = best else {
+                return false;
+            };
+            // Counted before the flag is set, so that the seat's drop, which uncounts it,
+            // always comes after.
+            self.closing.fetch_add(1, Ordering::AcqRel);
+            if victim.try_evict() {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            self.closing.fetch_sub(1, Ordering::AcqRel);
+        }
+        false
+    }
+}
+
+/// Counters of the connection layer, shown on `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    /// Requests answered 429 because every connection was busy.
+    pub refused: AtomicU64,
+    /// Connections closed unanswered: no room even in the reserve.
+    pub dropped: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+/// Appends the connection metrics in Prometheus text format.
+pub fn render_metrics(out: &mut String, main: &Pool, reserve: &Pool, counters: &Counters) {
+    let tasks = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_alive_tasks())
+        .unwrap_or(0);
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let _ = write!(
+        out,
+        "# HELP secrets_agent_connections_open Connections open, by pool.\n\
+         # TYPE secrets_agent_connections_open gauge\n\
+         secrets_agent_connections_open{{pool=\"main\"}} {}\n\
+         secrets_agent_connections_open{{pool=\"reserve\"}} {}\n\
+         # HELP secrets_agent_connections_evicted_total Idle or silent connections closed to admit a new one.\n\
+         # TYPE secrets_agent_connections_evicted_total counter\n\
+         secrets_agent_connections_evicted_total {}\n\
+         # HELP secrets_agent_connections_refused_total Requests answered 429 because every connection was busy.\n\
+         # TYPE secrets_agent_connections_refused_total counter\n\
+         secrets_agent_connections_refused_total {}\n\
+         # HELP secrets_agent_connections_dropped_total Connections closed unanswered for lack of room.\n\
+         # TYPE secrets_agent_connections_dropped_total counter\n\
+         secrets_agent_connections_dropped_total {}\n\
+         # HELP secrets_agent_accept_errors_total Failed accepts (e.g. out of file descriptors).\n\
+         # TYPE secrets_agent_accept_errors_total counter\n\
+         secrets_agent_accept_errors_total {}\n\
+         # HELP secrets_agent_tasks Tokio tasks alive.\n\
+         # TYPE secrets_agent_tasks gauge\n\
+         secrets_agent_tasks {}\n",
+        main.open(),
+        reserve.open(),
+        main.evictions() + reserve.evictions(),
+        get(&counters.refused),
+        get(&counters.dropped),
+        get(&counters.accept_errors),
+        tasks,
+    );
+}
+
+/// An I/O stream with the connection's timeouts applied, and eviction honoured.
 pub struct Timed<S> {
     inner: S,
-    busy: Busy,
-    head_timeout: Duration,
-    idle_timeout: Duration,
+    slot: Arc<Slot>,
+    timeouts: Timeouts,
+    /// Whether any byte has arrived (until then the first-byte timeout runs).
+    started: bool,
     /// When the current request head must be complete (`None`: no head being read).
     head_deadline: Option<Instant>,
     last_activity: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// Armed while a write is blocked; reset by any progress.
+    write_sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Timed<S> {
-    pub fn new(inner: S, busy: Busy, head_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(inner: S, slot: Arc<Slot>, timeouts: Timeouts) -> Self {
         let now = Instant::now();
         Timed {
             inner,
-            busy,
-            head_timeout,
-            idle_timeout,
+            slot,
+            timeouts,
+            started: false,
             head_deadline: None,
             last_activity: now,
-            sleep: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            sleep: Box::pin(tokio::time::sleep_until(now + timeouts.first_byte)),
+            write_sleep: None,
         }
     }
+}
+
+enum Expiry {
+    FirstByte,
+    Head,
+    Idle,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
@@ -75,28 +379,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let state = this.slot.state.load(Ordering::Acquire);
+        let busy = state & PHASE == BUSY;
+        let evicted = !busy && state & EVICTED != 0;
+        if evicted && state & PHASE == HEAD {
+            // End of stream: hyper drops the partial request and closes.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            // An evicted connection that has nothing more to say ends here; one whose request
+            // arrived as it was evicted gets it served first.
+            Poll::Pending if evicted => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) if evicted && buf.filled().len() == before => Poll::Ready(Ok(())),
             Poll::Ready(r) => {
                 let now = Instant::now();
                 this.last_activity = now;
-                if this.busy.get() {
+                let got = buf.filled().len() > before;
+                this.started |= got;
+                if busy {
                     this.head_deadline = None;
-                } else if buf.filled().len() > before && this.head_deadline.is_none() {
+                } else if got && this.head_deadline.is_none() {
                     // First bytes of a new request: its head must arrive in time.
-                    this.head_deadline = Some(now + this.head_timeout);
+                    this.head_deadline = Some(now + this.timeouts.head);
+                    this.slot.set_phase(HEAD);
                 }
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                if this.busy.get() {
+                if busy {
                     // Never time out a connection while its request is being served.
                     this.head_deadline = None;
                     return Poll::Pending;
                 }
+                if state & PHASE == NEW {
+                    this.slot.set_phase(FRESH);
+                }
                 let (deadline, on_expiry) = match this.head_deadline {
                     Some(d) => (d, Expiry::Head),
-                    None => (this.last_activity + this.idle_timeout, Expiry::Idle),
+                    None if !this.started => (
+                        this.last_activity + this.timeouts.first_byte,
+                        Expiry::FirstByte,
+                    ),
+                    None => (this.last_activity + this.timeouts.idle, Expiry::Idle),
                 };
                 if this.sleep.deadline() != deadline {
                     this.sleep.as_mut().reset(deadline);
@@ -108,18 +433,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
                             io::ErrorKind::TimedOut,
                             "request head not received in time",
                         ))),
-                        // End of stream: hyper closes an idle connection quietly.
-                        Expiry::Idle => Poll::Ready(Ok(())),
+                        // End of stream: hyper closes a silent or idle connection quietly.
+                        Expiry::FirstByte | Expiry::Idle => Poll::Ready(Ok(())),
                     },
                 }
             }
         }
     }
-}
-
-enum Expiry {
-    Head,
-    Idle,
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
@@ -129,13 +449,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if r.is_ready() {
-            // A response went out: the next bytes start a new head.
-            this.head_deadline = None;
-            this.last_activity = Instant::now();
+        if this.write_sleep.is_some() && !this.slot.busy() && this.slot.evicted() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "evicted while the client was not reading",
+            )));
         }
-        r
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                // A response went out: the next bytes start a new head.
+                this.write_sleep = None;
+                this.head_deadline = None;
+                this.last_activity = Instant::now();
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = this.timeouts.write;
+                let sleep = this
+                    .write_sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading the response",
+                    ))),
+                }
+            }
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -144,5 +485,155 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const T: Timeouts = Timeouts {
+        first_byte: Duration::from_secs(2),
+        head: Duration::from_secs(5),
+        idle: Duration::from_secs(120),
+        write: Duration::from_secs(10),
+    };
+
+    fn timed(
+        peer_buffer: usize,
+    ) -> (
+        Timed<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        Arc<Slot>,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(peer_buffer);
+        let slot = Arc::new(Slot::new());
+        (Timed::new(ours, slot.clone(), T), theirs, slot)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_ends_after_the_first_byte_timeout() {
+        let (mut conn, _peer, _) = timed(64);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 0, "end of stream");
+        assert_eq!(started.elapsed(), T.first_byte);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_head_gets_the_head_timeout_and_idleness_the_idle_timeout() {
+        let (mut conn, mut peer, slot) = timed(64);
+        let mut buf = [0u8; 64];
+        peer.write_all(b"GET /pi").await.unwrap();
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 7);
+        assert_eq!(slot.phase(), HEAD);
+        let started = Instant::now();
+        let err = conn.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), T.head);
+
+        // A served request, then keep-alive: the idle timeout, not the first-byte one.
+        let (mut conn, mut peer, slot) = timed(64);
+        peer.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let _ = conn.read(&mut buf).await.unwrap();
+        drop(slot.enter());
+        conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(slot.phase(), IDLE);
+        let started = Instant::now();
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(started.elapsed(), T.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_read_timer_runs_while_busy() {
+        let (mut conn, mut peer, slot) = timed(64);
+        let guard = slot.enter();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(T.idle * 3, conn.read(&mut buf)).await;
+        assert!(read.is_err(), "still open while busy");
+        drop(guard);
+        peer.write_all(b"x").await.unwrap();
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_write_times_out() {
+        let (mut conn, peer, _) = timed(16);
+        let started = Instant::now();
+        let err = conn.write_all(&[b'x'; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), T.write);
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+        let (mut conn, mut peer, _) = timed(16);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let mut total = 0;
+            while total < 1024 {
+                tokio::time::sleep(T.write / 2).await;
+                total += peer.read(&mut buf).await.unwrap();
+            }
+            total
+        });
+        conn.write_all(&[b'x'; 1024]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 1024);
+    }
+
+    #[tokio::test]
+    async fn eviction_takes_silent_before_head_before_idle_and_never_busy() {
+        let pool = Pool::new(4);
+        let seats: Vec<Seat> = (0..4)
+            .map(|_| match pool.admit() {
+                Admission::Now(s) => s,
+                _ => panic!("room for 4"),
+            })
+            .collect();
+        let _busy = seats[0].slot.enter();
+        seats[1].slot.set_phase(IDLE);
+        seats[2].slot.set_phase(HEAD);
+        seats[3].slot.set_phase(HEAD);
+        assert!(matches!(pool.admit(), Admission::AfterEviction));
+        assert!(seats[2].slot.evicted(), "the oldest in its head");
+        assert!(matches!(pool.admit(), Admission::AfterEviction));
+        assert!(seats[3].slot.evicted());
+        assert!(matches!(pool.admit(), Admission::AfterEviction));
+        assert!(seats[1].slot.evicted(), "then the idle one");
+        assert!(
+            matches!(pool.admit(), Admission::Full),
+            "never the busy one"
+        );
+        assert!(!seats[0].slot.evicted());
+        assert_eq!(pool.open(), 4);
+        assert_eq!(pool.evictions(), 3);
+
+        // The evicted connections close; waiters get their permits, never more than 4.
+        drop(seats);
+        for _ in 0..3 {
+            assert!(pool.wait(Duration::from_secs(1)).await.is_some());
+        }
+        assert_eq!(pool.open(), 0, "seats returned as they were dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_ends_at_its_next_read_unless_busy() {
+        let (mut conn, _peer, slot) = timed(64);
+        let guard = slot.enter();
+        assert!(!slot.try_evict(), "busy: not evicted");
+        drop(guard);
+        assert!(slot.try_evict());
+        let mut buf = [0u8; 8];
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
+
+        // A request that had already arrived when its connection was evicted is read.
+        let (mut conn, mut peer, slot) = timed(64);
+        peer.write_all(b"GET /").await.unwrap();
+        assert!(slot.try_evict());
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 5);
+        // ... but a head still incomplete is not waited for.
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
     }
 }

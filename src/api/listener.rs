@@ -1,9 +1,12 @@
 //! A TCP or Unix-socket listener behind one `accept`.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::config::Listen;
 
@@ -69,6 +72,37 @@ impl Listener {
         }
     }
 
+    /// The next connection. A failed accept (out of file descriptors and the like) is retried
+    /// every 50 ms, not in a spin; a burst of failures is logged when it starts and when it
+    /// ends, with its count (and once a minute while it lasts), and counted in `total`.
+    pub async fn accept_or_wait(&self, errors: &mut AcceptErrors, total: &AtomicU64) -> Stream {
+        loop {
+            match self.accept().await {
+                Ok(s) => {
+                    if let Some((count, lasted)) = errors.recovered() {
+                        tracing::warn!(
+                            failures = count,
+                            lasted_ms = lasted.as_millis() as u64,
+                            "accept works again"
+                        );
+                    }
+                    return s;
+                }
+                Err(e) => {
+                    total.fetch_add(1, Ordering::Relaxed);
+                    if errors.failed(Instant::now()) {
+                        tracing::warn!(
+                            error = %e,
+                            failures = errors.count,
+                            "accept failing; retrying every 50 ms (logged once per burst)"
+                        );
+                    }
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    }
+
     pub async fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => {
@@ -126,6 +160,42 @@ fn socket_id(path: &std::path::Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(path)
         .ok()
         .map(|m| (m.dev(), m.ino()))
+}
+
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// While accept keeps failing, how often the burst is reported again.
+const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Consecutive failed accepts: one burst.
+#[derive(Debug, Default)]
+pub struct AcceptErrors {
+    count: u64,
+    since: Option<Instant>,
+    reported: Option<Instant>,
+}
+
+impl AcceptErrors {
+    /// Counts a failure; true when it is to be logged: the first of a burst, then once per
+    /// `ACCEPT_REPORT_EVERY`.
+    fn failed(&mut self, now: Instant) -> bool {
+        self.count += 1;
+        self.since.get_or_insert(now);
+        match self.reported {
+            Some(at) if now.duration_since(at) < ACCEPT_REPORT_EVERY => false,
+            _ => {
+                self.reported = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Ends a burst: how many failures it had and how long it lasted, if there was one.
+    fn recovered(&mut self) -> Option<(u64, Duration)> {
+        let since = self.since.take()?;
+        let count = std::mem::take(&mut self.count);
+        self.reported = None;
+        Some((count, since.elapsed()))
+    }
 }
 
 #[cfg(unix)]
@@ -190,10 +260,11 @@ impl AsyncWrite for Stream {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     fn bind_at(path: &std::path::Path) -> io::Result<Listener> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -203,6 +274,7 @@ mod tests {
         rt.block_on(Listener::bind(&Listen::Unix(path.to_path_buf())))
     }
 
+    #[cfg(unix)]
     #[test]
     fn unix_socket_replaces_only_a_stale_socket() {
         let dir = std::env::temp_dir().join(format!("sa-listen-{}", std::process::id()));
@@ -244,5 +316,24 @@ mod tests {
         assert!(std::fs::symlink_metadata(&link).is_ok());
         assert!(std::os::unix::net::UnixStream::connect(&live).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_failures_are_logged_once_per_burst() {
+        let mut e = AcceptErrors::default();
+        assert_eq!(e.recovered(), None, "no burst yet");
+        let start = Instant::now();
+        let logged = (0..1200u64)
+            .filter(|i| e.failed(start + ACCEPT_RETRY * (*i as u32)))
+            .count();
+        // 60 s of failures every 50 ms: the first, then one more a minute later.
+        assert_eq!(logged, 1);
+        assert!(
+            e.failed(start + ACCEPT_REPORT_EVERY),
+            "reported again after a minute"
+        );
+        let (count, _) = e.recovered().unwrap();
+        assert_eq!(count, 1201);
+        assert!(e.failed(start), "a new burst is logged at once");
     }
 }

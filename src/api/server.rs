@@ -11,12 +11,17 @@
 //! Checks, in order (the AWS agent's): except for `/ping`, a forwarding header
 //! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) → 400 and a token missing or wrong in every
 //! configured header → 403; method not GET → 405 with `Allow: GET`; unknown route → 404; a missing,
-//! unknown, repeated or malformed query parameter → 400 naming it. Past `max_conn` open
-//! connections a new connection gets 429 and is closed. Backend errors keep AWS's code and status;
-//! unreachable or not sent → 502 (a short message; the SDK's detail goes to the log), timeout →
-//! 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`. Every error body is
+//! unknown, repeated or malformed query parameter → 400 naming it. Backend errors keep AWS's
+//! code and status; unreachable or not sent → 502 (a short message; the SDK's detail goes to the
+//! log), timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`. Every error body is
 //! `{"__type": ..., "message": ...}` with `Content-Type: application/json`, also for the requests
 //! hyper refuses itself (400, 431, and 414 for an over-long target; see `rejection`).
+//!
+//! Connections (`serve`, timeouts and eviction in `conn`): at most `max_conn` are served. At the
+//! limit a new connection takes the place of the oldest one that is silent, still sending its
+//! head, or idle in keep-alive; a connection serving a request is never closed for this. When
+//! all `max_conn` are busy, a reserve of `RESERVE` more connections answers `/ping` with 200 and
+//! anything else with 429, one request each.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -32,14 +37,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use percent_encoding::percent_decode_str;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
 
-use crate::api::conn::{Busy, Timed};
+use crate::api::conn::{self, Admission, Counters, Pool, Seat, Timed, Timeouts};
 use crate::api::error::ApiError;
-use crate::api::listener::Listener;
+use crate::api::listener::{AcceptErrors, Listener, Stream};
 use crate::api::rejection::JsonRejections;
 use crate::api::token::Token;
 use crate::backend::{Backend, Key};
@@ -63,10 +66,9 @@ const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Largest request head (request line and headers) we read.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// An idle keep-alive connection is closed after this long. Longer than the usual client pool
-/// idle time (Python's urllib3 and the AWS SDKs keep connections for up to about 60 s), so a
-/// client closes first and never reuses a connection we are closing.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Connections past `max_conn` that answer `/ping` (and 429 to anything else) while every
+/// served connection is busy, so a health check passes while the agent is merely saturated.
+pub const RESERVE: usize = 8;
 
 /// What the request handler needs; shared by every connection.
 pub struct App<B> {
@@ -75,8 +77,13 @@ pub struct App<B> {
     ssrf_headers: Vec<HeaderName>,
     path_prefix: String,
     max_conn: usize,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     drain_timeout: Duration,
+    /// The `max_conn` served connections.
+    pool: Pool,
+    /// Connections past the limit while all served ones are busy: `/ping` or 429.
+    reserve: Pool,
+    counters: Counters,
 }
 
 impl<B: Backend> App<B> {
@@ -91,9 +98,22 @@ impl<B: Backend> App<B> {
                 .collect(),
             path_prefix: config.path_prefix.clone(),
             max_conn: config.max_conn,
-            header_timeout: config.header_timeout,
+            timeouts: Timeouts {
+                first_byte: config.first_byte_timeout,
+                head: config.header_timeout,
+                idle: config.idle_timeout,
+                write: config.write_timeout,
+            },
             drain_timeout: config.drain_timeout,
+            pool: Pool::new(config.max_conn),
+            reserve: Pool::new(RESERVE),
+            counters: Counters::default(),
         }
+    }
+
+    /// Connections open now: served ones, and those in the reserve.
+    pub fn connections_open(&self) -> (usize, usize) {
+        (self.pool.open(), self.reserve.open())
     }
 
     /// Answers one request. Never fails: errors become responses here.
@@ -158,7 +178,8 @@ impl<B: Backend> App<B> {
             "/systemsmanager/parameters/get" => self.parameter(query).await,
             "/metrics" => {
                 query.only(&[])?;
-                let body = self.cache.metrics().render(self.cache.oldest_age());
+                let mut body = self.cache.metrics().render(self.cache.oldest_age());
+                conn::render_metrics(&mut body, &self.pool, &self.reserve, &self.counters);
                 Ok(response(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
@@ -377,50 +398,39 @@ pub async fn serve<B: Backend>(
     app: Arc<App<B>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(app.max_conn));
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little, do not spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            s = listener.accept_or_wait(&mut accept_errors, &app.counters.accept_errors) => s,
         };
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let busy = Busy::default();
-                let io = Timed::new(stream, busy.clone(), app.header_timeout, IDLE_TIMEOUT);
-                let app = app.clone();
-                let conn = builder().serve_connection(
-                    TokioIo::new(JsonRejections::new(io)),
-                    service_fn(move |req: Request<Incoming>| {
-                        let app = app.clone();
-                        let guard = busy.enter();
-                        async move {
-                            let resp = app.handle(req).await;
-                            drop(guard);
-                            Ok::<_, Infallible>(resp)
-                        }
-                    }),
-                );
-                let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        match app.pool.admit() {
+            Admission::Now(seat) => {
+                tokio::spawn(serve_connection(app, stream, seat, watcher));
+            }
+            Admission::AfterEviction => {
                 tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(permit);
+                    // The evicted connection closes at its next poll; if it turned busy
+                    // meanwhile, wait at most a head timeout for a permit.
+                    match app.pool.wait(app.timeouts.head).await {
+                        Some(seat) => serve_connection(app, stream, seat, watcher).await,
+                        None => overflow(app, stream).await,
+                    }
                 });
             }
-            Err(_) => {
-                let max = app.max_conn;
-                tokio::spawn(refuse(stream, app.header_timeout, max));
+            Admission::Full => {
+                tokio::spawn(overflow(app, stream));
             }
         }
+        // Let the connection just spawned read before the next accept: under a flood of
+        // connections, accepts succeed at once and the loop would otherwise admit (and evict
+        // for) up to a whole scheduler budget of connections before any of them reads, evicting
+        // clients that had sent their request with the connect.
+        tokio::task::yield_now().await;
     }
     drop(listener);
     tracing::info!("stopped accepting connections; draining in-flight requests");
@@ -435,6 +445,30 @@ pub async fn serve<B: Backend>(
     }
 }
 
+/// Serves one connection with a permit of the main pool until it closes or is evicted.
+async fn serve_connection<B: Backend>(
+    app: Arc<App<B>>,
+    stream: Stream,
+    seat: Seat,
+    watcher: Watcher,
+) {
+    let slot = seat.slot.clone();
+    let io = Timed::new(stream, slot.clone(), app.timeouts);
+    let conn = builder().serve_connection(
+        TokioIo::new(JsonRejections::new(io)),
+        service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            let guard = slot.enter();
+            async move {
+                let resp = app.handle(req).await;
+                drop(guard);
+                Ok::<_, Infallible>(resp)
+            }
+        }),
+    );
+    seat.slot.serve(watcher.watch(conn)).await;
+}
+
 fn builder() -> http1::Builder {
     let mut b = http1::Builder::new();
     // Head and idle timeouts are ours (`conn::Timed`); hyper's would also close idle
@@ -446,26 +480,47 @@ fn builder() -> http1::Builder {
     b
 }
 
-/// Answers every request on a connection over the limit with 429 and closes it.
-fn refuse(
-    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    head_timeout: Duration,
-    max: usize,
-) -> impl Future<Output = ()> + Send + 'static {
-    let stream = Timed::new(stream, Busy::default(), head_timeout, head_timeout);
+/// A connection past the limit while every served one is busy: a seat in the reserve answers
+/// one request, `/ping` normally and anything else 429; with no room there either, the
+/// connection is closed unanswered.
+async fn overflow<B: Backend>(app: Arc<App<B>>, stream: Stream) {
+    let seat = match app.reserve.admit() {
+        Admission::Now(seat) => Some(seat),
+        Admission::AfterEviction => app.reserve.wait(app.timeouts.head).await,
+        Admission::Full => None,
+    };
+    let Some(seat) = seat else {
+        app.counters
+            .dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    };
+    let slot = seat.slot.clone();
+    let io = Timed::new(stream, slot.clone(), app.timeouts);
     let mut b = builder();
     b.keep_alive(false);
-    async move {
-        let svc = service_fn(move |_req: Request<Incoming>| async move {
-            let mut resp = error_response(&ApiError::TooManyConnections(max));
-            resp.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        let guard = slot.enter();
+        async move {
+            let resp = if req.uri().path() == "/ping" {
+                app.handle(req).await
+            } else {
+                app.counters
+                    .refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = error_response(&ApiError::TooManyConnections(app.max_conn));
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                resp
+            };
+            drop(guard);
             Ok::<_, Infallible>(resp)
-        });
-        let _ = b
-            .serve_connection(TokioIo::new(JsonRejections::new(stream)), svc)
-            .await;
-    }
+        }
+    });
+    seat.slot
+        .serve(b.serve_connection(TokioIo::new(JsonRejections::new(io)), svc))
+        .await;
 }
 
 #[cfg(test)]
