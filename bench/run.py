@@ -160,6 +160,16 @@ def read_port(proc, what):
     return int(line.split()[1])
 
 
+def start_backend(children, prefix=""):
+    """moto and the counting/fault proxy in front of it; returns (moto port, proxy port)."""
+    moto = children.start([PY, "tests/support/moto_server.py"], f"{prefix}moto.log",
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    moto_port = read_port(moto, "moto")
+    proxy = children.start([PY, os.path.abspath(__file__), "proxy", str(moto_port)],
+                           f"{prefix}proxy.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return moto_port, read_port(proxy, "proxy")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -990,12 +1000,8 @@ def main():
     }
     print(f"cores: {os.cpu_count()} ({cpu_model()}); load average: {load_before}", file=sys.stderr)
     try:
-        moto = children.start([PY, "tests/support/moto_server.py"], "moto.log",
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        moto_port = read_port(moto, "moto")
-        proxy_proc = children.start([PY, os.path.abspath(__file__), "proxy", str(moto_port)], "proxy.log",
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        proxy = Proxy(read_port(proxy_proc, "proxy"))
+        moto_port, proxy_port = start_backend(children)
+        proxy = Proxy(proxy_port)
         print(f"creating {MANY + 1 + len(STORMS)} secrets in moto", file=sys.stderr)
         create_secrets(moto_port)
 

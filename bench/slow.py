@@ -171,12 +171,7 @@ def main(ns):
     children = run.Children()
     results = []
     try:
-        moto = children.start([run.PY, "tests/support/moto_server.py"], "moto.log",
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        moto_port = run.read_port(moto, "moto")
-        proxy_proc = children.start([run.PY, run.__file__, "proxy", str(moto_port)], "proxy.log",
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        proxy_port = run.read_port(proxy_proc, "proxy")
+        moto_port, proxy_port = run.start_backend(children)
         import boto3
 
         boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",

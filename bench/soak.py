@@ -237,12 +237,8 @@ def main():
     counts = Counts()
     samples = []
     try:
-        moto = children.start([run.PY, "tests/support/moto_server.py"], "soak-moto.log",
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        moto_port = run.read_port(moto, "moto")
-        proxy_proc = children.start([run.PY, run.__file__, "proxy", str(moto_port)], "soak-proxy.log",
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        proxy = run.Proxy(run.read_port(proxy_proc, "proxy"))
+        moto_port, proxy_port = run.start_backend(children, "soak-")
+        proxy = run.Proxy(proxy_port)
         import boto3
 
         client = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}",
