@@ -113,6 +113,82 @@ async fn binary_secret_is_base64() {
 }
 
 #[tokio::test]
+async fn value_route_answers_the_value_or_one_key_from_the_same_entry() {
+    let agent = TestAgent::start(|_| {}).await;
+    let json = unique("api-value");
+    create_secret(
+        &json,
+        r#"{"user":"app","password":"pw-9","port":5432,"o":{"a":[1]}}"#,
+    )
+    .await;
+    let plain = unique("api-value-plain");
+    create_secret(&plain, "just text").await;
+    let binary = unique("api-value-binary");
+    secrets_client()
+        .await
+        .create_secret()
+        .name(&binary)
+        .secret_binary(aws_smithy_types::Blob::new(vec![0u8, 1, 250, 255]))
+        .send()
+        .await
+        .unwrap();
+    let value = |id: &str, extra: &str| format!("/secretsmanager/value?secretId={id}{extra}");
+
+    // The compatible route fills the entry; the value route reads the same one.
+    assert_eq!(
+        agent
+            .get(&format!("/secretsmanager/get?secretId={json}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for (extra, want) in [
+        ("&key=password", "pw-9"),
+        ("&key=port", "5432"),
+        ("&key=o", r#"{"a":[1]}"#),
+        (
+            "",
+            r#"{"user":"app","password":"pw-9","port":5432,"o":{"a":[1]}}"#,
+        ),
+    ] {
+        let r = agent.get(&value(&json, extra)).await;
+        assert_eq!(r.status, StatusCode::OK, "{extra}: {}", r.text());
+        assert_eq!(r.text(), want);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.header("x-cache"), Some("hit"));
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 1);
+
+    let r = agent.get(&value(&json, "&key=nope")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["__type"], "KeyNotFoundException");
+    assert!(r.json()["message"].as_str().unwrap().contains("'nope'"));
+    assert!(!r.text().contains("pw-9"), "no value in an error");
+
+    let r = agent.get(&value(&plain, "")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (StatusCode::OK, "just text".to_string())
+    );
+    let r = agent.get(&value(&plain, "&key=k")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.text().contains("just text"), "no value in an error");
+
+    let r = agent.get(&value(&binary, "")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.body.as_ref(), &[0u8, 1, 250, 255]);
+
+    let r = agent.get(&value(&json, "&keys=password")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "unknown parameters are named"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn version_stage_and_version_id_select_versions() {
     let agent = TestAgent::start(|_| {}).await;
     let name = unique("api-versions");

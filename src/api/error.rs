@@ -20,6 +20,9 @@ pub enum ApiError {
     /// No such route.
     #[error("{0}")]
     RouteNotFound(String),
+    /// `/secretsmanager/value`: the secret has no such top-level key.
+    #[error("{0}")]
+    KeyNotFound(String),
     /// The route exists but only answers GET.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RouteNotFound(_) => "route_not_found",
+            ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::MalformedRequest => "malformed_request",
             ApiError::HeadersTooLarge => "headers_too_large",
@@ -82,7 +86,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RouteNotFound(_) | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Forbidden(_) => "AccessDeniedException",
             ApiError::RouteNotFound(_) => "NotFoundException",
+            ApiError::KeyNotFound(_) => "KeyNotFoundException",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowedException",
             ApiError::MalformedRequest => "InvalidRequestException",
             ApiError::HeadersTooLarge => "RequestHeaderFieldsTooLargeException",

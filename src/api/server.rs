@@ -5,6 +5,7 @@
 //! | `GET /ping` | 200 `healthy`, no token needed |
 //! | `GET /secretsmanager/get?secretId=ID[&versionId=V][&versionStage=S][&refreshNow=true]` | 200 GetSecretValue JSON |
 //! | `GET {path_prefix}ID[?versionId=V][&versionStage=S][&refreshNow=true]` | same; ID percent-decoded |
+//! | `GET /secretsmanager/value?secretId=ID[&key=K][&versionId=V][&versionStage=S][&refreshNow=true]` | 200 the value itself (ours): the SecretString or its top-level key K as `text/plain`, a SecretBinary's bytes as `application/octet-stream`; a missing key → 404 `KeyNotFoundException` |
 //! | `GET /systemsmanager/parameters/get?name=N[&version=V or &label=L][&withDecryption=true]` | 200 `{"Parameter": {...}}` |
 //! | `GET /metrics` | 200 Prometheus text |
 //!
@@ -47,6 +48,7 @@ use crate::api::rejection::JsonRejections;
 use crate::api::token::Token;
 use crate::backend::{Backend, Key};
 use crate::cache::{Answer, Cache};
+use crate::commands::placeholder::{extract_bytes, ExtractError, Ref};
 use crate::config::Config;
 
 pub type Body = Full<Bytes>;
@@ -175,6 +177,11 @@ impl<B: Backend> App<B> {
                 let id = query.required("secretId")?;
                 self.secret(id, query).await
             }
+            "/secretsmanager/value" => {
+                query.only(&["secretId", "key", "versionId", "versionStage", "refreshNow"])?;
+                let id = query.required("secretId")?;
+                self.secret_value(id, query).await
+            }
             "/systemsmanager/parameters/get" => self.parameter(query).await,
             "/metrics" => {
                 query.only(&[])?;
@@ -199,8 +206,8 @@ impl<B: Backend> App<B> {
                 self.secret(id.into_owned(), query).await
             }
             _ => Err(ApiError::RouteNotFound(format!(
-                "no route {path}; use /secretsmanager/get, {}<secret id>, \
-                 /systemsmanager/parameters/get or /ping",
+                "no route {path}; use /secretsmanager/get, /secretsmanager/value, \
+                 {}<secret id>, /systemsmanager/parameters/get or /ping",
                 self.path_prefix
             ))),
         }
@@ -225,6 +232,51 @@ impl<B: Backend> App<B> {
                 names.join(" or ")
             )
         }))
+    }
+
+    /// The value itself, from the same cache entry as `/secretsmanager/get`: by `exec`'s rules
+    /// (a JSON string as is, a number or boolean as its JSON text, an object or array as compact
+    /// JSON), or a SecretBinary's bytes when no key is asked for.
+    async fn secret_value(&self, id: String, query: Query<'_>) -> Result<Response<Body>, ApiError> {
+        let json_key = query.optional("key")?;
+        let key = Key::secret(
+            id,
+            query.optional("versionId")?,
+            query.optional("versionStage")?,
+        );
+        let answer = self
+            .cache
+            .get(key.clone(), query.flag("refreshNow")?)
+            .await?;
+        let binary = json_key.is_none() && is_binary(&answer.body);
+        let r = Ref { key, json_key };
+        let value = extract_bytes(&r, &answer.body).map_err(|e| match e {
+            ExtractError::KeyMissing(k) => {
+                ApiError::KeyNotFound(format!("key '{k}' is not in secret '{}'", r.key.id))
+            }
+            ExtractError::NotAnObject(k) => ApiError::BadRequest {
+                code: "InvalidRequestException",
+                message: format!(
+                    "secret '{}' is not a JSON object, so key '{k}' cannot be taken from it; \
+                     leave out key= for the whole value",
+                    r.key.id
+                ),
+            },
+            other => ApiError::BadRequest {
+                code: "InvalidRequestException",
+                message: format!("secret '{}': {other}", r.key.id),
+            },
+        })?;
+        let content_type = if binary {
+            "application/octet-stream"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        let mut resp = response(StatusCode::OK, content_type, Bytes::from(value));
+        let h = resp.headers_mut();
+        h.insert(X_CACHE, HeaderValue::from_static(answer.status.as_str()));
+        h.insert(AGE, age_header(answer.age.as_secs()));
+        Ok(resp)
     }
 
     /// A secret read; the caller has checked which query parameters its route allows.
@@ -366,6 +418,16 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
             .insert(ALLOW, HeaderValue::from_static("GET"));
     }
     resp
+}
+
+/// True when a GetSecretValue body holds a SecretBinary rather than a SecretString.
+fn is_binary(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        #[serde(rename = "SecretBinary")]
+        binary: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Fields>(body).is_ok_and(|f| f.binary.is_some())
 }
 
 fn answer_response(a: Answer) -> Response<Body> {
