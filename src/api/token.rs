@@ -109,17 +109,11 @@ impl Token {
         Ok(Token(hex))
     }
 
-    /// Constant-time comparison: the time taken does not depend on where the values differ.
+    /// Constant-time comparison (`subtle`): the time taken does not depend on where the values
+    /// differ, only on the length, which is no secret.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let expected = self.0.as_bytes();
-        if expected.len() != candidate.len() {
-            return false;
-        }
-        expected
-            .iter()
-            .zip(candidate)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate).into()
     }
 
     /// The token itself, for the code that writes it out.
