@@ -49,7 +49,7 @@ define image_context
 	install -d -m 0755 $(IMAGE_BUILD)/$(1)/run/secrets-agent
 	install -m 0755 $(IMAGE_TARGET_DIR)/$(2)/release/secrets-agent $(IMAGE_BUILD)/$(1)/secrets-agent
 	install -m 0644 $(CA_BUNDLE) $(IMAGE_BUILD)/$(1)/ca-certificates.crt
-	$(PODMAN) build -q --format docker --platform linux/$(1) --build-arg VERSION=$(IMAGE_VERSION) \
+	$(PODMAN) build -q --layers=false --format docker --platform linux/$(1) --build-arg VERSION=$(IMAGE_VERSION) \
 	  --build-arg SOURCE="$$(git remote get-url origin 2>/dev/null || true)" \
 	  -t $(IMAGE_NAME):$(IMAGE_VERSION)-$(1) -f image/Containerfile $(IMAGE_BUILD)/$(1)
 endef

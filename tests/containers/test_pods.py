@@ -43,6 +43,16 @@ def podman(*args, check=True, timeout=120):
     return result
 
 
+def remove_pod(name):
+    """Removes a pod's containers with their anonymous volumes (the image declares
+    `VOLUME /run/secrets-agent`, which podman fills with one where nothing is mounted), then
+    the pod."""
+    ids = podman("ps", "-a", "-q", "--filter", f"pod={name}", check=False).stdout.split()
+    if ids:
+        podman("rm", "-f", "-v", "-t", "0", *ids, check=False)
+    podman("pod", "rm", "-f", "-t", "0", name, check=False)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,7 +97,7 @@ def app_image(tmp_path_factory):
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
     )
     tag = f"localhost/{RUN_ID}-app:latest"
-    podman("build", "-q", "-t", tag, str(ctx))
+    podman("build", "-q", "--layers=false", "-t", tag, str(ctx))
     yield tag
     podman("rmi", "-f", tag, check=False)
 
@@ -124,7 +134,7 @@ def ecs_pod():
     volume = f"{RUN_ID}-token"
     podman("pod", "create", "--name", name, "--network", "host")
     yield name, volume
-    podman("pod", "rm", "-f", "-t", "0", name, check=False)
+    remove_pod(name)
     podman("volume", "rm", "-f", volume, check=False)
 
 
@@ -245,6 +255,7 @@ def played(pod, tmp_path, what):
     manifest.write_text(yaml.safe_dump(pod))
     name = pod["metadata"]["name"]
     app = f"{name}-app"
+    volumes_before = set(podman("volume", "ls", "-q").stdout.split())
     try:
         podman("kube", "play", str(manifest))
 
@@ -257,7 +268,13 @@ def played(pod, tmp_path, what):
         yield state, podman("logs", app)
     finally:
         podman("kube", "play", "--down", str(manifest), check=False)
-        podman("pod", "rm", "-f", "-t", "0", name, check=False)
+        remove_pod(name)
+        # Init containers are gone once they ran, so their anonymous volumes are found as the
+        # anonymous volumes this play added.
+        for volume in set(podman("volume", "ls", "-q").stdout.split()) - volumes_before:
+            info = json.loads(podman("volume", "inspect", volume).stdout)[0]
+            if info.get("Anonymous"):
+                podman("volume", "rm", "-f", volume, check=False)
 
 
 def test_eks_pod_shape(moto, app_image, tmp_path):
