@@ -160,6 +160,14 @@ def read_port(proc, what):
     return int(line.split()[1])
 
 
+def write_results(name, table, data):
+    """bench/results/NAME.md (the table) and NAME.json (every sample)."""
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=1)
+
+
 def start_backend(children, prefix=""):
     """moto and the counting/fault proxy in front of it; returns (moto port, proxy port)."""
     moto = children.start([PY, "tests/support/moto_server.py"], f"{prefix}moto.log",
@@ -1042,10 +1050,7 @@ def main():
     report["machine"]["load_after"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     report["duration_s"] = time.monotonic() - t_start
     table = render(report)
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
-        f.write(table)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_results("latest", table, report)
     print(table)
     print(f"written to {os.path.relpath(RESULTS, ROOT)}/latest.md and latest.json", file=sys.stderr)
 

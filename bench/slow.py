@@ -195,10 +195,7 @@ def main(ns):
             f"{r['rss_per_held_conn_kib']:.1f} KiB | {r['peak_fds']} | {r['evicted']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(os.path.join(run.RESULTS, "slow.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(run.RESULTS, "slow.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    run.write_results("slow", text, results)
 
 
 if __name__ == "__main__":

@@ -309,10 +309,7 @@ def main():
     lines.append(f"- hits that failed: {hit_failures}")
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(os.path.join(run.RESULTS, "soak.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(run.RESULTS, "soak.json"), "w") as f:
-        json.dump(samples, f, indent=1)
+    run.write_results("soak", text, samples)
     try:
         plot(samples, os.path.join(run.RESULTS, "soak-rss.png"), os.path.join(run.RESULTS, "soak-fds.png"))
     except ImportError:
