@@ -1,11 +1,12 @@
-//! `secrets-agent`: serve (mode picked from the environment), `health`, `exec` or `render`.
+//! `secrets-agent`: serve (mode picked from the environment), `health`, `exec`, `render`,
+//! `webhook` or `install`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use secrets_agent::commands::{exec, render};
+use secrets_agent::commands::{exec, install, render, webhook};
 use secrets_agent::config::{Config, Env, Overrides};
 use secrets_agent::runtime::{lambda, sidecar};
 use secrets_agent::{logging, EXIT_USAGE};
@@ -44,10 +45,19 @@ enum Command {
     /// Write secrets to files on a memory filesystem; with --once write them and exit (exit 73
     /// if a file cannot be written, 78 if a secret cannot be resolved), else keep them current.
     Render(render::Args),
+    /// Kubernetes mutating admission webhook over HTTPS (POST /mutate, GET /healthz, GET
+    /// /metrics); --listen defaults to 127.0.0.1:8443.
+    Webhook(webhook::Args),
+    /// Copy this binary to DIR/secrets-agent (the webhook's env mode does it in an init
+    /// container).
+    Install {
+        /// The folder to copy to (a mounted volume).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print to stdout and succeed; a usage error is EX_USAGE, as
         // every other bad setting.
@@ -66,6 +76,11 @@ fn main() -> ExitCode {
         .iter()
         .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.to_str()?.to_string())))
         .collect();
+    // The webhook's --listen is its own address (HTTPS, port 8443), not the agent's.
+    let webhook_listen = match cli.command {
+        Some(Command::Webhook(_)) => cli.listen.take(),
+        _ => None,
+    };
     let overrides = Overrides {
         config_file: cli.config,
         listen: cli.listen,
@@ -82,6 +97,11 @@ fn main() -> ExitCode {
             let config = config.map_err(|e| e.to_string());
             return ExitCode::from(render::run(args, config, &env));
         }
+        Some(Command::Webhook(args)) => {
+            let config = config.map_err(|e| e.to_string());
+            return ExitCode::from(webhook::run(args, webhook_listen, config, &env));
+        }
+        Some(Command::Install { dir }) => return ExitCode::from(install::run(&dir)),
         other => other,
     };
     if let Some(Command::Health) = command {

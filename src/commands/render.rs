@@ -19,7 +19,7 @@
 //! filesystem, no permission), 78 a reference that cannot be resolved. Messages name the file,
 //! the reference and why, never a value.
 
-mod annotations;
+pub(crate) mod annotations;
 mod files;
 mod hooks;
 

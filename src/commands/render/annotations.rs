@@ -10,6 +10,8 @@
 //! secrets-agent.io/file.<name>.mode     octal mode (default 0400)
 //! secrets-agent.io/file.<name>.uid      numeric owner
 //! secrets-agent.io/file.<name>.gid      numeric group
+//! secrets-agent.io/file.<name>          short for .source, with the path <files-path>/<name>
+//! secrets-agent.io/files-path           the folder of the short form (default /run/secrets/app)
 //! ```
 //!
 //! Other keys under `secrets-agent.io/` (`inject`, `mode`, ...) belong to the webhook and are
@@ -24,11 +26,17 @@ use crate::config::{parse_file_mode, FileContent, FileEntry, DEFAULT_FILE_MODE};
 pub const PREFIX: &str = "secrets-agent.io/";
 const FILE: &str = "file.";
 const ATTRIBUTES: [&str; 5] = ["path", "source", "mode", "uid", "gid"];
+const FILES_PATH: &str = "files-path";
+/// Where the short form's files go when no `files-path` annotation says otherwise.
+pub const DEFAULT_FILES_PATH: &str = "/run/secrets/app";
 
 /// The file entries in a downward-API annotations file, by name, or every problem found.
 pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
     let mut problems = Vec::new();
     let mut groups: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+    // `file.<name>` alone: the source, with a path in the files-path folder.
+    let mut short: BTreeMap<String, String> = BTreeMap::new();
+    let mut files_path = DEFAULT_FILES_PATH.to_string();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -37,16 +45,30 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
             problems.push(format!("line {}: not key=\"value\"", n + 1));
             continue;
         };
+        if key.strip_prefix(PREFIX) == Some(FILES_PATH) {
+            match unquote(quoted) {
+                Some(p) if p.starts_with('/') => files_path = p.trim_end_matches('/').to_string(),
+                _ => problems.push(format!(
+                    "{key}: give an absolute folder, e.g. \"{DEFAULT_FILES_PATH}\""
+                )),
+            }
+            continue;
+        }
         let Some(rest) = key.strip_prefix(PREFIX).and_then(|k| k.strip_prefix(FILE)) else {
             continue;
         };
-        let Some((name, attribute)) = rest.rsplit_once('.') else {
-            problems.push(format!(
-                "{key}: expected {PREFIX}{FILE}<name>.<{}>",
-                ATTRIBUTES.join("|")
-            ));
+        let (name, attribute) = rest.rsplit_once('.').unwrap_or((rest, ""));
+        if attribute.is_empty() {
+            match unquote(quoted) {
+                Some(value) => {
+                    short.insert(name.to_string(), value);
+                }
+                None => problems.push(format!(
+                    "{key}: the value is not a Go-quoted string as the downward API writes it"
+                )),
+            }
             continue;
-        };
+        }
         let Some(attribute) = ATTRIBUTES.iter().find(|a| **a == attribute) else {
             problems.push(format!(
                 "{key}: unknown attribute {attribute:?}; allowed: {}",
@@ -75,6 +97,18 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
                 "{key}: the value is not a Go-quoted string as the downward API writes it"
             )),
         }
+    }
+    for (name, source) in short {
+        let attrs = groups.entry(name.clone()).or_default();
+        if attrs.contains_key("source") {
+            problems.push(format!(
+                "{PREFIX}{FILE}{name} and {PREFIX}{FILE}{name}.source both give a source; keep one"
+            ));
+        }
+        attrs.insert("source", source);
+        attrs
+            .entry("path")
+            .or_insert_with(|| format!("{files_path}/{name}"));
     }
     let mut out = Vec::new();
     for (name, attrs) in groups {
@@ -243,6 +277,28 @@ secrets-agent.io/mode="files"
         );
         assert_eq!(got[1].1.mode, 0o400);
         assert_eq!(got[1].1.uid, None);
+    }
+
+    #[test]
+    fn the_short_form_writes_into_files_path() {
+        let text = r#"secrets-agent.io/file.db="awssm:db#password"
+secrets-agent.io/file.tls.mode="0440"
+secrets-agent.io/file.tls="awssm:tls"
+secrets-agent.io/files-path="/secrets/"
+"#;
+        let got = entries(text).unwrap();
+        assert_eq!(got[0].1.path, PathBuf::from("/secrets/db"));
+        assert_eq!(
+            got[0].1.content,
+            FileContent::Source("awssm:db#password".into())
+        );
+        assert_eq!(got[1].1.path, PathBuf::from("/secrets/tls"));
+        assert_eq!(got[1].1.mode, 0o440);
+        let default = entries("secrets-agent.io/file.db=\"awssm:db\"\n").unwrap();
+        assert_eq!(default[0].1.path, PathBuf::from("/run/secrets/app/db"));
+        let both =
+            "secrets-agent.io/file.db=\"awssm:a\"\nsecrets-agent.io/file.db.source=\"awssm:b\"\n";
+        assert!(entries(both).unwrap_err()[0].contains("both give a source"));
     }
 
     #[test]
