@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test demo-test container-test layer-check venv deps clean
+.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check venv deps clean
 
 all: build
 
@@ -47,6 +47,11 @@ unit-test: venv
 deploy-test: venv
 	$(PY) -m pytest tests/deploy -q
 
+# The admission webhook over HTTPS with the debug binary `cargo test` built (unit-test runs
+# first): the AdmissionReview fixtures, patched pods checked strictly, certificate reload.
+webhook-test: venv
+	$(PY) -m pytest tests/webhook -q
+
 # The first command a user runs, `make run`, checked with the layer's binary (no second release
 # build): under `env -i`, with hostile AWS settings, a taken port, and signals at any point.
 demo-test: venv layer
@@ -57,7 +62,7 @@ container-test: venv image
 	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
 # The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test layer-check demo-test container-test
+test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test
 
 layer-check: layer layer-test
 
