@@ -291,6 +291,7 @@ K8S_FILES = [
     "k8s/daemonset.yaml",
     "k8s/render-init.yaml",
     "k8s/render-sidecar.yaml",
+    "k8s/webhook/webhook.yaml",
 ]
 
 
@@ -878,3 +879,79 @@ def test_docs_cover_every_platform():
                  "systemd/secrets-agent.service", "template.yaml"]:
         assert path in doc, path
         assert (ROOT / path).exists(), path
+
+
+# ----------------------------------------------------------------------------------------------
+# The admission webhook's deployment (k8s/webhook/)
+
+
+def test_webhook_configuration_fails_closed_and_spares_its_own_namespace():
+    config = kind("k8s/webhook/webhook.yaml", "MutatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert 1 <= hook["timeoutSeconds"] <= 10
+    (rule,) = hook["rules"]
+    assert rule["operations"] == ["CREATE"] and rule["resources"] == ["pods"]
+    excluded = [
+        e for e in hook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    assert excluded[0]["operator"] == "NotIn"
+    assert {"secrets-agent", "kube-system"} <= set(excluded[0]["values"])
+    assert hook["objectSelector"]["matchExpressions"]
+    # The Service, its port and the webhook path are the ones the Deployment serves.
+    service = kind("k8s/webhook/webhook.yaml", "Service")
+    ref = hook["clientConfig"]["service"]
+    assert (ref["name"], ref["namespace"]) == (
+        service["metadata"]["name"], service["metadata"]["namespace"]
+    )
+    assert ref["path"] == "/mutate" and ref["port"] == service["spec"]["ports"][0]["port"]
+
+
+def test_webhook_deployment_is_restricted_redundant_and_needs_nothing():
+    namespace = kind("k8s/webhook/webhook.yaml", "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = kind("k8s/webhook/webhook.yaml", "Deployment")
+    assert deployment["spec"]["replicas"] >= 2
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert {c["topologyKey"] for c in spec["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone", "kubernetes.io/hostname"
+    }
+    (container,) = spec["containers"]
+    args = container["args"]
+    assert args[0] == "webhook" and "--listen=0.0.0.0:8443" in args
+    assert f"--image={container['image']}" in args
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    pdb = kind("k8s/webhook/webhook.yaml", "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    policy = kind("k8s/webhook/webhook.yaml", "NetworkPolicy")
+    assert policy["spec"]["egress"] == [] and "Egress" in policy["spec"]["policyTypes"]
+
+
+def test_webhook_certificate_is_the_one_the_deployment_mounts_and_the_ca_injected():
+    """kubernetes-validate has no cert-manager schemas: these resources are checked here, field
+    by field, against cert-manager.io/v1 as cert-manager documents it."""
+    docs = k8s_docs("k8s/webhook/cert-manager.yaml")
+    assert all(d["apiVersion"] == "cert-manager.io/v1" for d in docs)
+    issuers = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Issuer"}
+    certs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Certificate"}
+    serving = certs["secrets-agent-webhook"]
+    assert serving["spec"]["issuerRef"]["name"] in issuers
+    ca = certs["secrets-agent-webhook-ca"]
+    assert ca["spec"]["isCA"] is True and ca["spec"]["issuerRef"]["name"] in issuers
+    assert issuers["secrets-agent-ca"]["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
+    deployment = kind("k8s/webhook/webhook.yaml", "Deployment")
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == serving["spec"]["secretName"]
+    service = kind("k8s/webhook/webhook.yaml", "Service")
+    name, ns = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert f"{name}.{ns}.svc" in serving["spec"]["dnsNames"]
+    config = kind("k8s/webhook/webhook.yaml", "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{ns}/secrets-agent-webhook"
+    for d in docs:
+        assert d["metadata"]["namespace"] == ns
