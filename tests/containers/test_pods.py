@@ -9,120 +9,31 @@ credentials, and the rewrites listed in `eks_pod`. Everything a test creates (po
 volumes, the application image) is removed afterwards, also when it fails.
 """
 
-import contextlib
 import copy
 import json
-import os
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("SECRETS_AGENT_IMAGE", "localhost/secrets-agent:0.1.0-amd64")
-ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "image/containers.conf")}
-RUN_ID = f"sa-test-{os.getpid()}"
-SECRET_ID = "myapp/db-credentials"
-SECRET_VALUE = '{"username":"app","password":"pod-test-pw-7d1e"}'
-TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
-PATIENCE = 60
-
-
-def podman(*args, check=True, timeout=120):
-    result = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, env=ENV, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-def remove_pod(name):
-    """Removes a pod's containers with their anonymous volumes (the image declares
-    `VOLUME /run/secrets-agent`, which podman fills with one where nothing is mounted), then
-    the pod."""
-    ids = podman("ps", "-a", "-q", "--filter", f"pod={name}", check=False).stdout.split()
-    if ids:
-        podman("rm", "-f", "-v", "-t", "0", *ids, check=False)
-    podman("pod", "rm", "-f", "-t", "0", name, check=False)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, timeout=PATIENCE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    boto3.client(
-        "secretsmanager",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def app_image(tmp_path_factory):
-    """The application: FROM scratch with Debian's static busybox (sh, cat, wget)."""
-    assert podman("image", "exists", IMAGE, check=False).returncode == 0, (
-        f"{IMAGE} is not built: run make image"
-    )
-    ctx = tmp_path_factory.mktemp("app")
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "Containerfile").write_text(
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-    )
-    tag = f"localhost/{RUN_ID}-app:latest"
-    podman("build", "-q", "--layers=false", "-t", tag, str(ctx))
-    yield tag
-    podman("rmi", "-f", tag, check=False)
-
-
-def aws_env(moto_url, port):
-    """What the tests give the agent beyond the shipped files: moto and a free port."""
-    return {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
-    }
-
-
-def env_flags(env):
-    return [flag for k, v in env.items() for flag in ("-e", f"{k}={v}")]
-
-
-READ_SECRET = (
-    'wget -q -O - --header "{header}: $(cat "$SECRETS_AGENT_TOKEN_FILE")" '
-    '"$SECRETS_AGENT_URL/secretsmanager/get?secretId={id}"'
-).format(header=TOKEN_HEADER, id=SECRET_ID)
-
+from pods import (
+    IMAGE,
+    READ_SECRET,
+    ROOT,
+    RUN_ID,
+    SECRET_ID,
+    SECRET_VALUE,
+    aws_env,
+    env_flags,
+    free_port,
+    local_pod,
+    played,
+    podman,
+    remove_pod,
+    wait_for,
+)
 
 # ----------------------------------------------------------------------------------------------
 # ECS: the task definition's containers as a pod
@@ -238,43 +149,6 @@ def eks_pod(moto_url, port, app_image):
     return local_pod(f"{RUN_ID}-eks", spec)
 
 
-def local_pod(name, spec):
-    """A pod template's spec as a Pod podman plays here: no service account (there is no API
-    server here), host networking (moto listens on the host's loopback), run once."""
-    spec.pop("serviceAccountName", None)
-    spec["hostNetwork"] = True
-    spec["restartPolicy"] = "Never"
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-@contextlib.contextmanager
-def played(pod, tmp_path, what):
-    """Plays `pod`, waits for its `app` container to exit and yields (its state, its logs);
-    removes the pod afterwards, also when the test fails."""
-    manifest = tmp_path / "pod.yaml"
-    manifest.write_text(yaml.safe_dump(pod))
-    name = pod["metadata"]["name"]
-    app = f"{name}-app"
-    volumes_before = set(podman("volume", "ls", "-q").stdout.split())
-    try:
-        podman("kube", "play", str(manifest))
-
-        def app_exited():
-            out = podman("inspect", app, "--format", "{{.State.Status}}", check=False).stdout
-            return out.strip() == "exited"
-
-        wait_for(what, app_exited)
-        state = json.loads(podman("inspect", app).stdout)[0]["State"]
-        yield state, podman("logs", app)
-    finally:
-        podman("kube", "play", "--down", str(manifest), check=False)
-        remove_pod(name)
-        # Init containers are gone once they ran, so their anonymous volumes are found as the
-        # anonymous volumes this play added.
-        for volume in set(podman("volume", "ls", "-q").stdout.split()) - volumes_before:
-            info = json.loads(podman("volume", "inspect", volume).stdout)[0]
-            if info.get("Anonymous"):
-                podman("volume", "rm", "-f", volume, check=False)
 
 
 def test_eks_pod_shape(moto, app_image, tmp_path):

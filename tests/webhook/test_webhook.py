@@ -9,7 +9,6 @@ it patches run against moto in tests/containers/test_webhook_pods.py.
 """
 
 import copy
-import json
 import socket
 import ssl
 import subprocess
