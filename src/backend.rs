@@ -58,6 +58,16 @@ impl Key {
         }
     }
 
+    /// The stage to send to AWS: the key's, or AWSCURRENT when it names neither a stage nor a
+    /// version. AWS reads AWSCURRENT without one, but AWS-compatible backends (moto among
+    /// them) answer a stageless call with a version that AWSCURRENT has since left.
+    fn wire_stage(&self) -> Option<String> {
+        match (&self.version, &self.label) {
+            (None, None) => Some("AWSCURRENT".into()),
+            (_, label) => label.clone(),
+        }
+    }
+
     pub fn parameter(
         name: impl Into<String>,
         version: Option<String>,
@@ -357,7 +367,7 @@ impl AwsBackend {
                     .get_secret_value()
                     .secret_id(&key.id)
                     .set_version_id(key.version.clone())
-                    .set_version_stage(key.label.clone())
+                    .set_version_stage(key.wire_stage())
                     .send()
                     .await
                     .map_err(|e| classify(OP, self.secrets_timeout, e))

@@ -707,3 +707,88 @@ async fn requests_the_parser_refuses_get_json_errors() {
     );
     agent.stop().await;
 }
+
+/// Rotation as a rotation function does it: the new version is put under AWSPENDING, then
+/// UpdateSecretVersionStage moves AWSCURRENT to it (AWSPREVIOUS follows to the old one).
+/// Returns (old version id, new version id).
+async fn rotate_by_stage_move(name: &str, value: &str) -> (String, String) {
+    let sm = secrets_client().await;
+    let old = sm
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .unwrap()
+        .version_ids_to_stages
+        .unwrap()
+        .into_iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .unwrap()
+        .0;
+    let new = sm
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    sm.update_secret_version_stage()
+        .secret_id(name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&new)
+        .remove_from_version_id(&old)
+        .send()
+        .await
+        .unwrap();
+    (old, new)
+}
+
+#[tokio::test]
+async fn rotation_by_stage_move_is_seen_through_every_stage() {
+    for refresh_now in [true, false] {
+        let agent = TestAgent::start(|_| {}).await;
+        let name = unique("api-stage-move");
+        create_secret(&name, "v1").await;
+        let agent_ref = &agent;
+        let read = |stage: Option<&str>| {
+            let mut path = format!("/secretsmanager/get?secretId={}", enc(&name));
+            if let Some(s) = stage {
+                path.push_str(&format!("&versionStage={s}"));
+            }
+            if refresh_now {
+                path.push_str("&refreshNow=true");
+            }
+            async move {
+                let r = agent_ref.get(&path).await;
+                assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+                r.json()["SecretString"].as_str().unwrap().to_string()
+            }
+        };
+        assert_eq!(read(Some("AWSCURRENT")).await, "v1");
+        assert_eq!(read(None).await, "v1");
+
+        let (_, new) = rotate_by_stage_move(&name, "v2").await;
+        if !refresh_now {
+            agent.clock.advance(Duration::from_secs(301)); // past the TTL
+        }
+        assert_eq!(
+            read(Some("AWSCURRENT")).await,
+            "v2",
+            "refreshNow={refresh_now}"
+        );
+        assert_eq!(read(None).await, "v2", "the same entry");
+        assert_eq!(read(Some("AWSPENDING")).await, "v2");
+        assert_eq!(read(Some("AWSPREVIOUS")).await, "v1");
+        let r = agent
+            .get(&format!(
+                "/secretsmanager/get?secretId={}&versionStage=AWSCURRENT",
+                enc(&name)
+            ))
+            .await;
+        assert_eq!(r.json()["VersionId"], new.as_str());
+        agent.stop().await;
+    }
+}
