@@ -1,5 +1,6 @@
 //! `secrets-agent`: serve (mode picked from the environment), `health`, `exec`, `render`,
-//! `webhook` or `install`.
+//! `webhook` or `install`; `sm start` is the AWS Workload Credentials Provider 3.x spelling of
+//! serving.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file (also SECRETS_AGENT_CONFIG).
-    #[arg(long, global = true)]
+    #[arg(short, long, global = true)]
     config: Option<PathBuf>,
     /// Listen address: 127.0.0.1, ::1, ADDR:PORT or unix:/path (also SECRETS_AGENT_LISTEN).
     #[arg(long, global = true)]
@@ -54,7 +55,24 @@ enum Command {
         /// The folder to copy to (a mounted volume).
         dir: PathBuf,
     },
+    /// The AWS Workload Credentials Provider 3.x command line: `sm start [-c FILE]` serves, as
+    /// no subcommand does (without -c, its default file
+    /// /etc/aws-workload-credentials-provider/config.toml is read when it exists).
+    Sm {
+        #[command(subcommand)]
+        action: SmAction,
+    },
 }
+
+/// `sm` actions of the 3.x command line.
+#[derive(Subcommand)]
+enum SmAction {
+    /// Serve (the same as running with no subcommand).
+    Start,
+}
+
+/// The configuration file 3.x reads when given none.
+const AWS_PROVIDER_CONFIG: &str = "/etc/aws-workload-credentials-provider/config.toml";
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -81,8 +99,18 @@ fn main() -> ExitCode {
         Some(Command::Webhook(_)) => cli.listen.take(),
         _ => None,
     };
+    // `sm start` without a file reads 3.x's default file, as 3.x does, unless ours names one.
+    let config_file = match (&cli.command, cli.config) {
+        (Some(Command::Sm { .. }), None)
+            if !env.contains_key("SECRETS_AGENT_CONFIG")
+                && std::path::Path::new(AWS_PROVIDER_CONFIG).exists() =>
+        {
+            Some(PathBuf::from(AWS_PROVIDER_CONFIG))
+        }
+        (_, given) => given,
+    };
     let overrides = Overrides {
-        config_file: cli.config,
+        config_file,
         listen: cli.listen,
         port: cli.port,
         token_file: cli.token_file,
