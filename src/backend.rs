@@ -18,8 +18,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
+use aws_config::identity::IdentityCache;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
+use crate::roles::{Assumed, HeldCredentials, RoleCredentials, Roles};
 
 /// Which service a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +45,8 @@ pub struct Key {
     pub label: Option<String>,
     /// `withDecryption` (parameters only).
     pub decrypt: bool,
+    /// `roleArn`: read as this role (assumed with STS); `None` is the agent's own.
+    pub role: Option<Arc<str>>,
 }
 
 impl Key {
@@ -55,7 +62,14 @@ impl Key {
             version,
             label: stage,
             decrypt: false,
+            role: None,
         }
+    }
+
+    /// The same key, read as `role` (`None`: the agent's own credentials).
+    pub fn with_role(mut self, role: Option<Arc<str>>) -> Self {
+        self.role = role;
+        self
     }
 
     /// The stage to send to AWS: the key's, or AWSCURRENT when it names neither a stage nor a
@@ -80,6 +94,7 @@ impl Key {
             version,
             label,
             decrypt,
+            role: None,
         }
     }
 }
@@ -117,10 +132,11 @@ pub trait Backend: Send + Sync + 'static {
         previous: Option<Arc<Fetched>>,
     ) -> impl Future<Output = Result<Refreshed, Error>> + Send;
 
-    /// Fetches many secrets (AWSCURRENT) at once, as few calls as the service allows.
-    /// Returns one result per id.
+    /// Fetches many secrets (AWSCURRENT) at once, as few calls as the service allows, as
+    /// `role` (`None`: the agent's own credentials). Returns one result per id.
     fn fetch_secrets(
         &self,
+        role: Option<Arc<str>>,
         ids: Vec<String>,
     ) -> impl Future<Output = Vec<(String, Result<Fetched, Error>)>> + Send;
 }
@@ -139,6 +155,12 @@ pub struct AwsBackend {
     describe_denied: AtomicBool,
     /// The role may not call BatchGetSecretValue: prefetch reads one secret at a time.
     batch_denied: AtomicBool,
+    /// Roles assumed for `roleArn` reads, each with clients that sign as it.
+    roles: Roles<Clients>,
+    /// RoleSessionName of every AssumeRole.
+    session_name: String,
+    /// Renewal of role credentials is measured on this clock.
+    clock: Arc<dyn Clock>,
 }
 
 /// Cheap to clone: each SDK client is a handle over shared state.
@@ -146,6 +168,8 @@ pub struct AwsBackend {
 struct Clients {
     secrets: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
+    /// What they were built from: the base of the clients of assumed roles.
+    sdk: Arc<aws_config::SdkConfig>,
 }
 
 /// The clients, and what building them again needs.
@@ -193,11 +217,7 @@ impl LazyClients {
 
 impl Clients {
     fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // Retries: one quick retry in the SDK; longer waits belong to the cache's backoff so a
-        // failing AWS is not hammered once per request.
-        let retry = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(2)
-            .with_initial_backoff(Duration::from_millis(50));
+        let retry = quick_retry();
         let sm_conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .retry_config(retry.clone())
             .build();
@@ -207,7 +227,29 @@ impl Clients {
         Clients {
             secrets: aws_sdk_secretsmanager::Client::from_conf(sm_conf),
             ssm: aws_sdk_ssm::Client::from_conf(ssm_conf),
+            sdk: Arc::new(sdk.clone()),
         }
+    }
+
+    /// Clients that sign with `credentials` (an assumed role's), otherwise as `self`. No
+    /// identity cache of their own: the role's credentials are held and renewed by `roles`.
+    fn signing_as(&self, credentials: HeldCredentials) -> Clients {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .identity_cache(IdentityCache::no_cache())
+            .build();
+        Clients::new(&sdk)
+    }
+
+    /// An STS client on the agent's own credentials (the regional endpoint of the configured
+    /// region, or `AWS_ENDPOINT_URL`), with the same quick retry as the others.
+    fn sts(&self) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(self.sdk.as_ref())
+            .retry_config(quick_retry())
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
     }
 
     /// Region, credentials and endpoint from the standard chain.
@@ -224,6 +266,14 @@ impl Clients {
         );
         clients
     }
+}
+
+/// Retries: one quick retry in the SDK; longer waits belong to the cache's backoff so a
+/// failing AWS is not hammered once per request.
+fn quick_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(2)
+        .with_initial_backoff(Duration::from_millis(50))
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring (smaller than aws-lc, and
@@ -307,7 +357,21 @@ impl AwsBackend {
             metrics,
             describe_denied: AtomicBool::new(false),
             batch_denied: AtomicBool::new(false),
+            roles: Roles::new(config.max_roles),
+            session_name: config.role_session_name.clone(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Measures the renewal of role credentials on `clock` (tests pass a manual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Roles held now.
+    pub fn roles_held(&self) -> usize {
+        self.roles.len()
     }
 
     /// Starts building the SDK clients in the background (needs a Tokio runtime).
@@ -318,8 +382,33 @@ impl AwsBackend {
         });
     }
 
-    async fn clients(&self) -> Clients {
-        self.clients.get().await
+    /// The clients to read `role` with (`None`: the agent's own), with the role's credentials
+    /// assumed or renewed first when they are due.
+    async fn clients(&self, role: Option<&Arc<str>>) -> Result<Clients, Error> {
+        let own = self.clients.get().await;
+        let Some(arn) = role else {
+            return Ok(own);
+        };
+        let assumed = self.roles.get_or_add(arn, || {
+            let credentials = RoleCredentials::new(
+                arn.clone(),
+                own.sts(),
+                self.session_name.clone(),
+                self.clock.clone(),
+                self.secrets_timeout,
+                self.metrics.clone(),
+            );
+            let clients = own.signing_as(credentials.provider());
+            Assumed {
+                credentials,
+                clients,
+            }
+        })?;
+        let ensured = assumed.credentials.ensure().await;
+        if ensured.is_err() {
+            self.roles.forget_if_unused(arn, &assumed);
+        }
+        ensured.map(|()| assumed.clients.clone())
     }
 
     /// Runs one AWS call under the concurrency cap and the timeout (waiting for a permit counts).
@@ -361,8 +450,8 @@ impl AwsBackend {
         const OP: &str = "GetSecretValue";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.clients()
-                    .await
+                self.clients(key.role.as_ref())
+                    .await?
                     .secrets
                     .get_secret_value()
                     .secret_id(&key.id)
@@ -389,8 +478,8 @@ impl AwsBackend {
         const OP: &str = "DescribeSecret";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.clients()
-                    .await
+                self.clients(key.role.as_ref())
+                    .await?
                     .secrets
                     .describe_secret()
                     .secret_id(&key.id)
@@ -422,8 +511,8 @@ impl AwsBackend {
         };
         let out = self
             .call(OP, self.parameters_timeout, async {
-                self.clients()
-                    .await
+                self.clients(key.role.as_ref())
+                    .await?
                     .ssm
                     .get_parameter()
                     .name(name)
@@ -460,12 +549,16 @@ impl AwsBackend {
         })
     }
 
-    async fn batch(&self, ids: &[String]) -> Result<Vec<(String, Result<Fetched, Error>)>, Error> {
+    async fn batch(
+        &self,
+        role: Option<&Arc<str>>,
+        ids: &[String],
+    ) -> Result<Vec<(String, Result<Fetched, Error>)>, Error> {
         const OP: &str = "BatchGetSecretValue";
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.clients()
-                    .await
+                self.clients(role)
+                    .await?
                     .secrets
                     .batch_get_secret_value()
                     .set_secret_id_list(Some(ids.to_vec()))
@@ -572,6 +665,7 @@ impl AwsBackend {
 impl Backend for AwsBackend {
     fn renew(&self) {
         self.clients.renew();
+        self.roles.clear();
         // Build the new ones now, in the background, rather than on the first read.
         self.warm_up();
     }
@@ -590,13 +684,17 @@ impl Backend for AwsBackend {
         }
     }
 
-    async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
+    async fn fetch_secrets(
+        &self,
+        role: Option<Arc<str>>,
+        ids: Vec<String>,
+    ) -> Vec<(String, Result<Fetched, Error>)> {
         let mut results = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_SIZE) {
             let batch = if self.batch_denied.load(Ordering::Relaxed) {
                 Ok(Vec::new())
             } else {
-                self.batch(chunk).await
+                self.batch(role.as_ref(), chunk).await
             };
             let mut answered = match batch {
                 Ok(r) => r,
@@ -621,7 +719,8 @@ impl Backend for AwsBackend {
             // Anything the batch did not answer (or a failed batch) is fetched on its own.
             for id in chunk {
                 if !answered.iter().any(|(a, _)| a == id) {
-                    let r = self.get_secret(&Key::secret(id.clone(), None, None)).await;
+                    let key = Key::secret(id.clone(), None, None).with_role(role.clone());
+                    let r = self.get_secret(&key).await;
                     answered.push((id.clone(), r));
                 }
             }
@@ -632,7 +731,11 @@ impl Backend for AwsBackend {
 }
 
 /// Maps an SDK error to our classes. This is the only place that looks inside SDK errors.
-fn classify<E>(operation: &'static str, timeout: Duration, err: SdkError<E, HttpResponse>) -> Error
+pub(crate) fn classify<E>(
+    operation: &'static str,
+    timeout: Duration,
+    err: SdkError<E, HttpResponse>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

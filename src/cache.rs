@@ -27,48 +27,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{Metrics, Read};
 
-/// Wall-clock time. TTLs must survive a Lambda freeze, so they are not measured on a monotonic
-/// clock that stops while the process is frozen.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock that moves only when told to (tests, benchmarks).
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    pub fn new() -> Self {
-        ManualClock(Mutex::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        ))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t += by;
-    }
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// How an answer was produced, for the `X-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +203,7 @@ fn cost(key: &Key, stored: &Stored) -> usize {
         + key.id.len()
         + key.version.as_ref().map_or(0, String::len)
         + key.label.as_ref().map_or(0, String::len)
+        + key.role.as_ref().map_or(0, |r| r.len())
         + ENTRY_OVERHEAD
 }
 
@@ -557,11 +517,33 @@ impl<B: Backend> Cache<B> {
     /// meanwhile wait for this fetch instead of starting their own.
     pub fn prefetch(&self, secrets: Vec<String>, parameters: Vec<String>, jitter: Duration) {
         let delay = jitter.mul_f64(random_unit());
+        self.prefetch_secrets(None, secrets, delay);
+        for name in parameters {
+            let cache = self.clone();
+            self.inner.prefetching.send_modify(|n| *n += 1);
+            self.spawn(async move {
+                let _done = PrefetchDone(&cache.inner.prefetching);
+                tokio::time::sleep(delay).await;
+                let key = Key::parameter(name.clone(), None, None, true);
+                if let Err(e) = cache.get(key, false).await {
+                    tracing::warn!(parameter = ?name, error = ?e.to_string(), "prefetch failed");
+                }
+            });
+        }
+    }
+
+    /// Like [`Cache::prefetch`] for secrets read as `role`: one batch job per role, so each
+    /// role's secrets go out in BatchGetSecretValue calls signed as that role.
+    pub fn prefetch_as(&self, role: Arc<str>, secrets: Vec<String>, jitter: Duration) {
+        self.prefetch_secrets(Some(role), secrets, jitter.mul_f64(random_unit()));
+    }
+
+    fn prefetch_secrets(&self, role: Option<Arc<str>>, secrets: Vec<String>, delay: Duration) {
         let mut pending = Vec::new();
         {
             let mut st = self.state();
             for id in secrets {
-                let key = Key::secret(id.clone(), None, None);
+                let key = Key::secret(id.clone(), None, None).with_role(role.clone());
                 let slot = st.map.entry(key.clone()).or_default();
                 if slot.inflight.is_some() || slot.value.is_some() {
                     continue;
@@ -571,15 +553,14 @@ impl<B: Backend> Cache<B> {
                 pending.push((id, key, tx, rx));
             }
         }
-        let jobs = usize::from(!pending.is_empty()) + parameters.len();
-        self.inner.prefetching.send_modify(|n| *n += jobs);
         if !pending.is_empty() {
+            self.inner.prefetching.send_modify(|n| *n += 1);
             let cache = self.clone();
             self.spawn(async move {
                 let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
                 let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
-                let mut results = cache.inner.backend.fetch_secrets(ids).await;
+                let mut results = cache.inner.backend.fetch_secrets(role.clone(), ids).await;
                 for (id, key, tx, marker) in pending {
                     let result = match results.iter().position(|(r, _)| *r == id) {
                         Some(i) => results.swap_remove(i).1.map(Refreshed::New),
@@ -589,21 +570,15 @@ impl<B: Backend> Cache<B> {
                         }),
                     };
                     if let Err(e) = &result {
-                        tracing::warn!(secret_id = ?id, error = ?e.to_string(), "prefetch failed");
+                        tracing::warn!(
+                            secret_id = ?id,
+                            role = ?role.as_deref(),
+                            error = ?e.to_string(),
+                            "prefetch failed"
+                        );
                     }
                     let outcome = cache.finish(&key, &marker, result, None);
                     let _ = tx.send(Some(outcome));
-                }
-            });
-        }
-        for name in parameters {
-            let cache = self.clone();
-            self.spawn(async move {
-                let _done = PrefetchDone(&cache.inner.prefetching);
-                tokio::time::sleep(delay).await;
-                let key = Key::parameter(name.clone(), None, None, true);
-                if let Err(e) = cache.get(key, false).await {
-                    tracing::warn!(parameter = ?name, error = ?e.to_string(), "prefetch failed");
                 }
             });
         }
@@ -859,10 +834,15 @@ mod tests {
             }))
         }
 
-        async fn fetch_secrets(&self, ids: Vec<String>) -> Vec<(String, Result<Fetched, Error>)> {
+        async fn fetch_secrets(
+            &self,
+            role: Option<Arc<str>>,
+            ids: Vec<String>,
+        ) -> Vec<(String, Result<Fetched, Error>)> {
             let mut out = Vec::new();
             for id in ids {
-                let r = self.fetch(&Key::secret(id.clone(), None, None), None).await;
+                let key = Key::secret(id.clone(), None, None).with_role(role.clone());
+                let r = self.fetch(&key, None).await;
                 out.push((
                     id,
                     r.map(|r| match r {

@@ -138,6 +138,14 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `[[files]]`: files kept on a memory filesystem (`render`, or the serving agent).
     pub files: Vec<FileEntry>,
+    /// Roles held at once for `roleArn` reads; a new role past it is refused.
+    pub max_roles: usize,
+    /// Roles callers may name in `roleArn` (exact ARNs); empty: any role.
+    pub allowed_roles: Vec<String>,
+    /// RoleSessionName of every AssumeRole.
+    pub role_session_name: String,
+    /// Prefetch entries that name a `role_arn`: role → secret ids, read as that role.
+    pub prefetch_role_secrets: BTreeMap<String, Vec<String>>,
 }
 
 /// The mode of a rendered file unless told otherwise: readable by its owner only.
@@ -224,6 +232,11 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             warnings: Vec::new(),
             files: Vec::new(),
+            // The AWS Workload Credentials Provider 3.x default.
+            max_roles: 20,
+            allowed_roles: Vec::new(),
+            role_session_name: crate::roles::DEFAULT_SESSION_NAME.into(),
+            prefetch_role_secrets: BTreeMap::new(),
         }
     }
 }
@@ -288,6 +301,9 @@ const KNOWN_ENV: &[&str] = &[
     "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
     "SECRETS_AGENT_CACHE_MAX_BYTES",
     "SECRETS_AGENT_LOG_FORMAT",
+    "SECRETS_AGENT_MAX_ROLES",
+    "SECRETS_AGENT_ALLOWED_ROLES",
+    "SECRETS_AGENT_ROLE_SESSION_NAME",
 ];
 
 const WATCHED_PREFIXES: &[&str] = &[
@@ -309,6 +325,18 @@ const NESTED_KEYS: &[(&str, &str)] = &[
     ("capabilities.secrets_manager.path_prefix", "path_prefix"),
     ("capabilities.secrets_manager.max_conn", "max_conn"),
     ("capabilities.secrets_manager.max_roles", "max_roles"),
+    (
+        "capabilities.secrets_manager.allowed_roles",
+        "allowed_roles",
+    ),
+    (
+        "capabilities.secrets_manager.role_session_name",
+        "role_session_name",
+    ),
+    // 3.x's flat layout keeps its prefetch settings in a root [prefetch] table.
+    ("prefetch.secrets", "prefetch"),
+    ("prefetch.cache_buffer_ratio", "refresh_ratio"),
+    ("prefetch.max_jitter_seconds", "prefetch_jitter_seconds"),
     (
         "capabilities.secrets_manager.ignore_transient_errors",
         "ignore_transient_errors",
@@ -626,6 +654,9 @@ impl Config {
             // The AWS extension's variables are clamped where it clamps them; our own keys
             // (TOML, SECRETS_AGENT_*) keep strict ranges.
             let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
+            if role_setting(&mut config, key, name, raw, p) {
+                continue;
+            }
             let warnings = &mut config.warnings;
             match key.as_str() {
                 "log_level" => {
@@ -830,14 +861,6 @@ impl Config {
                         ));
                     }
                 }
-                "max_roles" => {
-                    if p.int(name, raw, 1, 1000).is_some() {
-                        config.warnings.push(format!(
-                            "{name} is accepted but has no effect: secrets-agent does not assume \
-                             roles (requests with roleArn are refused)"
-                        ));
-                    }
-                }
                 "filter_tags" => p.push(format!(
                     "{name}: tag-based prefetch is not supported; list the ids under \
                      capabilities.secrets_manager.prefetch.secrets instead"
@@ -852,6 +875,7 @@ impl Config {
         if !cache_enabled {
             config.cache_size = 0;
         }
+        check_roles(&mut config, &settings, env, &mut problems);
         config.listen = match address {
             None => Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
             Some((name, s)) => match parse_listen(&s, port) {
@@ -930,7 +954,16 @@ fn toml_settings(
         };
         let raw = if key == "prefetch" {
             match prefetch_from_toml(&path, value, problems) {
-                Some(r) => r,
+                Some((ids, by_role)) => {
+                    if let Some(by_role) = by_role {
+                        settings.push(Setting {
+                            key: "prefetch_roles".into(),
+                            shown: path.clone(),
+                            raw: by_role,
+                        });
+                    }
+                    ids
+                }
                 None => continue,
             }
         } else {
@@ -1094,33 +1127,48 @@ fn files_from_toml(value: &toml::Value, problems: &mut Problems) -> Vec<FileEntr
     out
 }
 
-/// `prefetch = ["a", "b"]` or `secrets = [{ secret_id = "a" }, ...]`.
-fn prefetch_from_toml(path: &str, value: &toml::Value, problems: &mut Problems) -> Option<Raw> {
+/// `prefetch = ["a", "b"]` or `secrets = [{ secret_id = "a", role_arn = "..." }, ...]`: the
+/// ids read with the agent's own credentials, and the (role, id) pairs of entries that name a
+/// role (`None` when there are none).
+fn prefetch_from_toml(
+    path: &str,
+    value: &toml::Value,
+    problems: &mut Problems,
+) -> Option<(Raw, Option<Raw>)> {
     let Some(items) = value.as_array() else {
         problems.push(format!("{path} = {}: must be a list", Raw::from(value)));
         return None;
     };
     let mut ids = Vec::new();
+    let mut by_role = Vec::new();
     for item in items {
         match item {
             toml::Value::String(s) => ids.push(Raw::Str(s.clone())),
             toml::Value::Table(t) => {
-                if t.contains_key("role_arn") {
+                if let Some(unknown) = t.keys().find(|k| *k != "secret_id" && *k != "role_arn") {
                     problems.push(format!(
-                        "{path}: role_arn is not supported (secrets-agent uses the task's own \
-                         credentials); remove it"
+                        "{path}: unknown key {unknown:?} in a prefetch entry; allowed: secret_id, \
+                         role_arn"
                     ));
                     return None;
                 }
-                if let Some(unknown) = t.keys().find(|k| *k != "secret_id") {
-                    problems.push(format!(
-                        "{path}: unknown key {unknown:?} in a prefetch entry; only secret_id is allowed"
-                    ));
-                    return None;
-                }
-                match t.get("secret_id").and_then(|v| v.as_str()) {
-                    Some(id) => ids.push(Raw::Str(id.to_string())),
-                    None => {
+                let role = match t.get("role_arn") {
+                    None => None,
+                    Some(toml::Value::String(r)) => Some(r.clone()),
+                    Some(other) => {
+                        problems.push(format!(
+                            "{path}: role_arn = {}: must be a role ARN string",
+                            Raw::from(other)
+                        ));
+                        return None;
+                    }
+                };
+                match (t.get("secret_id").and_then(|v| v.as_str()), role) {
+                    (Some(id), None) => ids.push(Raw::Str(id.to_string())),
+                    (Some(id), Some(role)) => {
+                        by_role.push(Raw::List(vec![Raw::Str(role), Raw::Str(id.to_string())]))
+                    }
+                    (None, _) => {
                         problems.push(format!("{path}: each entry needs secret_id = \"...\""));
                         return None;
                     }
@@ -1135,7 +1183,89 @@ fn prefetch_from_toml(path: &str, value: &toml::Value, problems: &mut Problems) 
             }
         }
     }
-    Some(Raw::List(ids))
+    let by_role = (!by_role.is_empty()).then_some(Raw::List(by_role));
+    Some((Raw::List(ids), by_role))
+}
+
+/// The role settings (`max_roles`, `allowed_roles`, `role_session_name`, prefetch entries
+/// with a `role_arn`); false when `key` is not one of them.
+fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut Problems) -> bool {
+    match key {
+        "max_roles" => {
+            if let Some(v) = p.int(name, raw, 1, 1000) {
+                config.max_roles = v as usize;
+            }
+        }
+        "allowed_roles" => {
+            if let Some(roles) = p.strings(name, raw) {
+                for role in &roles {
+                    if let Err(why) = crate::roles::check_role_arn(role) {
+                        p.push(format!("{name}: {role:?} {why}"));
+                    }
+                }
+                config.allowed_roles = roles;
+            }
+        }
+        "role_session_name" => {
+            if let Some(s) = p.string(name, raw) {
+                match crate::roles::check_session_name(&s) {
+                    Ok(()) => config.role_session_name = s,
+                    Err(why) => p.push(format!("{name} = {raw}: {why}")),
+                }
+            }
+        }
+        "prefetch_roles" => {
+            let Raw::List(pairs) = raw else { return true };
+            for pair in pairs {
+                let Raw::List(pair) = pair else { continue };
+                let [Raw::Str(role), Raw::Str(id)] = pair.as_slice() else {
+                    continue;
+                };
+                match crate::roles::check_role_arn(role) {
+                    Ok(()) => config
+                        .prefetch_role_secrets
+                        .entry(role.clone())
+                        .or_default()
+                        .push(id.clone()),
+                    Err(why) => p.push(format!("{name}: role_arn = {role:?}: {why}")),
+                }
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Checks the role settings against each other once all are read, and takes the session name
+/// from `AWS_ROLE_SESSION_NAME` (the SDKs' standard variable) when no key gave one.
+fn check_roles(config: &mut Config, settings: &[Setting], env: &Env, problems: &mut Problems) {
+    let named = settings.iter().any(|s| s.key == "role_session_name");
+    if let Some(v) = env
+        .get("AWS_ROLE_SESSION_NAME")
+        .filter(|v| !named && !v.is_empty())
+    {
+        match crate::roles::check_session_name(v) {
+            Ok(()) => config.role_session_name = v.clone(),
+            Err(why) => problems.push(format!("AWS_ROLE_SESSION_NAME = {v:?}: {why}")),
+        }
+    }
+    if !config.allowed_roles.is_empty() {
+        for role in config.prefetch_role_secrets.keys() {
+            if !config.allowed_roles.contains(role) {
+                problems.push(format!(
+                    "prefetch: role_arn = {role:?} is not in allowed_roles; add it there or remove \
+                     the entry"
+                ));
+            }
+        }
+    }
+    let roles = config.prefetch_role_secrets.len();
+    if roles > config.max_roles {
+        problems.push(format!(
+            "prefetch names {roles} roles but max_roles = {}; raise max_roles to at least {roles}",
+            config.max_roles
+        ));
+    }
 }
 
 /// The environment variables of the AWS extension and our own.
@@ -1170,6 +1300,9 @@ fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<Strin
             "negative_cache_seconds",
         ),
         ("SECRETS_AGENT_CACHE_MAX_BYTES", "cache_max_bytes"),
+        ("SECRETS_AGENT_MAX_ROLES", "max_roles"),
+        ("SECRETS_AGENT_ALLOWED_ROLES", "allowed_roles"),
+        ("SECRETS_AGENT_ROLE_SESSION_NAME", "role_session_name"),
     ];
     for (var, key) in MAP {
         // An unset or empty variable means "use the default", as in the AWS extension.
@@ -1315,13 +1448,99 @@ mod tests {
             ("listen_address = \"unix:relative.sock\"", "must be absolute"),
             ("ttl_secondz = 5", "ttl_secondz: unknown key \"ttl_secondz\""),
             ("[capabilities.secrets_manager.cache]\nttl = 5", "capabilities.secrets_manager.cache.ttl: unknown key"),
-            ("[[capabilities.secrets_manager.prefetch.secrets]]\nsecret_id = \"a\"\nrole_arn = \"arn:aws:iam::1:role/x\"", "role_arn is not supported"),
+            ("[[capabilities.secrets_manager.prefetch.secrets]]\nsecret_id = \"a\"\nrole_arn = \"arn:aws:iam::1:role/x\"", "must be an IAM role ARN"),
             ("this is not toml", "config file is not valid TOML"),
         ];
         for (toml, expected) in cases {
             let err = load(Some(toml), &[]).expect_err(toml);
             assert_eq!(err.0.len(), 1, "{toml}: {err}");
             assert!(err.0[0].contains(expected), "{toml}: got {:?}", err.0[0]);
+        }
+    }
+
+    #[test]
+    fn role_settings_load_in_both_layouts_and_group_prefetch_by_role() {
+        const A: &str = "arn:aws:iam::111111111111:role/a";
+        const B: &str = "arn:aws:iam::222222222222:role/b";
+        let nested = format!(
+            r#"
+            [capabilities.secrets_manager]
+            max_roles = 5
+            allowed_roles = ["{A}", "{B}"]
+            role_session_name = "my-agent"
+            [[capabilities.secrets_manager.prefetch.secrets]]
+            secret_id = "own"
+            [[capabilities.secrets_manager.prefetch.secrets]]
+            secret_id = "db"
+            role_arn = "{A}"
+            [[capabilities.secrets_manager.prefetch.secrets]]
+            secret_id = "api"
+            role_arn = "{A}"
+            [[capabilities.secrets_manager.prefetch.secrets]]
+            secret_id = "db"
+            role_arn = "{B}"
+            "#
+        );
+        // 3.x's flat layout: root keys and a root [prefetch] table.
+        let flat = format!(
+            r#"
+            max_roles = "5"
+            allowed_roles = ["{A}", "{B}"]
+            role_session_name = "my-agent"
+            [prefetch]
+            max_jitter_seconds = 2
+            secrets = [{{ secret_id = "own" }}, {{ secret_id = "db", role_arn = "{A}" }},
+                       {{ secret_id = "api", role_arn = "{A}" }}, {{ secret_id = "db", role_arn = "{B}" }}]
+            "#
+        );
+        for text in [nested, flat] {
+            let c = load(Some(&text), &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.max_roles, 5);
+            assert_eq!(c.allowed_roles, vec![A, B]);
+            assert_eq!(c.role_session_name, "my-agent");
+            assert_eq!(c.prefetch_secrets, vec!["own"]);
+            assert_eq!(c.prefetch_role_secrets[A], vec!["db", "api"]);
+            assert_eq!(c.prefetch_role_secrets[B], vec!["db"]);
+        }
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.max_roles, 20, "3.x's default");
+        assert!(c.allowed_roles.is_empty(), "any role");
+        assert_eq!(c.role_session_name, "secrets-manager-provider");
+        let c = load(
+            None,
+            &[
+                ("AWS_ROLE_SESSION_NAME", "from-env"),
+                ("SECRETS_AGENT_ALLOWED_ROLES", &format!("{A},{B}")),
+                ("SECRETS_AGENT_MAX_ROLES", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.role_session_name, "from-env");
+        assert_eq!(c.allowed_roles, vec![A, B]);
+        assert_eq!(c.max_roles, 2);
+    }
+
+    #[test]
+    fn role_settings_are_checked_against_each_other() {
+        const A: &str = "arn:aws:iam::111111111111:role/a";
+        const B: &str = "arn:aws:iam::222222222222:role/b";
+        let cases = [
+            (
+                format!("allowed_roles = [\"{A}\"]\n[[prefetch.secrets]]\nsecret_id = \"x\"\nrole_arn = \"{B}\""),
+                "is not in allowed_roles",
+            ),
+            (
+                format!("max_roles = 1\nprefetch = [{{ secret_id = \"x\", role_arn = \"{A}\" }}, {{ secret_id = \"x\", role_arn = \"{B}\" }}]"),
+                "prefetch names 2 roles but max_roles = 1",
+            ),
+            ("allowed_roles = [\"reader\"]".into(), "\"reader\" must be an IAM role ARN"),
+            ("role_session_name = \"has space\"".into(), "must be 2 to 64 characters"),
+            ("max_roles = 0".into(), "max_roles = 0: must be a whole number from 1 to 1000"),
+        ];
+        for (text, expected) in cases {
+            let err = load(Some(&text), &[]).expect_err(&text);
+            assert_eq!(err.0.len(), 1, "{text}: {err}");
+            assert!(err.0[0].contains(expected), "{text}: got {:?}", err.0[0]);
         }
     }
 

@@ -7,6 +7,9 @@
 //!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
+//! - `roles`: roles assumed for callers (`roleArn`): STS credentials per role, renewed before
+//!   they expire, bounded by `max_roles`.
+//! - `clock`: wall-clock time behind a trait (tests move it by hand).
 //! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
 //!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
 //! - `commands`: the subcommands beyond serving (`exec`, `render`), the placeholder grammar
@@ -19,11 +22,13 @@
 pub mod api;
 pub mod backend;
 pub mod cache;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod roles;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -111,6 +116,10 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
         config.prefetch_parameters.clone(),
         config.prefetch_jitter,
     );
+    for (role, ids) in &config.prefetch_role_secrets {
+        app.cache
+            .prefetch_as(role.as_str().into(), ids.clone(), config.prefetch_jitter);
+    }
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
 }
@@ -124,7 +133,7 @@ pub fn build_app(
     clock: Arc<dyn Clock>,
 ) -> Arc<App<AwsBackend>> {
     let metrics = Arc::new(Metrics::default());
-    let backend = AwsBackend::new(sdk, config, metrics.clone());
+    let backend = AwsBackend::new(sdk, config, metrics.clone()).with_clock(clock.clone());
     assemble(config, backend, metrics, token, clock)
 }
 

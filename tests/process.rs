@@ -542,3 +542,90 @@ async fn ping_answers_while_the_aws_setup_is_still_waiting() {
     // Once the SDK gives up on the metadata endpoint, it is ready (without a region).
     agent.wait_for_log("AWS clients ready");
 }
+
+/// A unit file or task definition written for the AWS Workload Credentials Provider 3.x runs
+/// us unchanged: `sm start -c FILE` with its nested config, roles in the prefetch list and on
+/// requests.
+#[tokio::test]
+async fn the_3x_command_line_serves_its_config_with_roles() {
+    const ROLE: &str = "arn:aws:iam::333333333333:role/prefetched";
+    let proxy = Proxy::start().await;
+    let name = unique("process/3x");
+    // The secret lives in the role's account.
+    let base = sdk_config(moto_url()).await;
+    let c = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(ROLE)
+        .role_session_name("test-setup")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let as_role = base
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    c.access_key_id,
+                    c.secret_access_key,
+                    Some(c.session_token),
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build();
+    aws_sdk_secretsmanager::Client::new(&as_role)
+        .create_secret()
+        .name(&name)
+        .secret_string("cross-account")
+        .send()
+        .await
+        .unwrap();
+
+    let port = free_port();
+    let dir = std::env::temp_dir().join(unique("3x-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[logging]
+log_level = "info"
+log_to_file = false
+
+[capabilities.secrets_manager]
+enabled = true
+http_port = {port}
+max_roles = 5
+
+[[capabilities.secrets_manager.prefetch.secrets]]
+secret_id = "{name}"
+role_arn = "{ROLE}"
+"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = command(&proxy.url);
+    cmd.env("AWS_TOKEN", TOKEN)
+        .args(["sm", "start", "-c"])
+        .arg(&file);
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let url = format!(
+        "http://127.0.0.1:{port}/secretsmanager/get?secretId={}&roleArn={}",
+        enc(&name),
+        enc(ROLE)
+    );
+    // The prefetch may still be on its way: a read waits for it.
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "cross-account");
+    assert_eq!(proxy.count("AssumeRole"), 1);
+    assert_eq!(proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(proxy.count("GetSecretValue"), 0, "served from the prefetch");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,11 @@
 //! | `GET {path_prefix}ID[?versionId=V][&versionStage=S][&refreshNow=true]` | same; ID percent-decoded |
 //! | `GET /secretsmanager/value?secretId=ID[&key=K][&versionId=V][&versionStage=S][&refreshNow=true]` | 200 the value itself (ours): the SecretString or its top-level key K as `text/plain`, a SecretBinary's bytes as `application/octet-stream`; a missing key → 404 `KeyNotFoundException` |
 //! | `GET /systemsmanager/parameters/get?name=N[&version=V or &label=L][&withDecryption=true]` | 200 `{"Parameter": {...}}` |
+//!
+//! Every secret and parameter route also takes `roleArn=ARN`: read as that role (STS
+//! AssumeRole on the agent's own credentials; see `roles`), a cache entry of its own. Not an IAM
+//! role ARN → 400; not in `allowed_roles` → 403; STS refuses → 403 `AccessDeniedException`
+//! naming the role; past `max_roles` → 400 `MaxRolesExceeded`.
 //! | `GET /metrics` | 200 Prometheus text |
 //!
 //! Checks, in order (the AWS agent's): except for `/ping`, a forwarding header
@@ -50,6 +55,7 @@ use crate::backend::{Backend, Key};
 use crate::cache::{Answer, Cache};
 use crate::commands::placeholder::{extract_bytes, ExtractError, Ref};
 use crate::config::Config;
+use crate::roles::check_role_arn;
 
 pub type Body = Full<Bytes>;
 
@@ -86,6 +92,8 @@ pub struct App<B> {
     /// Connections past the limit while all served ones are busy: `/ping` or 429.
     reserve: Pool,
     counters: Counters,
+    /// Roles callers may name in `roleArn`; empty: any.
+    allowed_roles: Vec<Arc<str>>,
 }
 
 impl<B: Backend> App<B> {
@@ -110,6 +118,11 @@ impl<B: Backend> App<B> {
             pool: Pool::new(config.max_conn),
             reserve: Pool::new(RESERVE),
             counters: Counters::default(),
+            allowed_roles: config
+                .allowed_roles
+                .iter()
+                .map(|r| Arc::from(r.as_str()))
+                .collect(),
         }
     }
 
@@ -173,12 +186,25 @@ impl<B: Backend> App<B> {
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
         match path {
             "/secretsmanager/get" => {
-                query.only(&["secretId", "versionId", "versionStage", "refreshNow"])?;
+                query.only(&[
+                    "secretId",
+                    "versionId",
+                    "versionStage",
+                    "refreshNow",
+                    "roleArn",
+                ])?;
                 let id = query.required("secretId")?;
                 self.secret(id, query).await
             }
             "/secretsmanager/value" => {
-                query.only(&["secretId", "key", "versionId", "versionStage", "refreshNow"])?;
+                query.only(&[
+                    "secretId",
+                    "key",
+                    "versionId",
+                    "versionStage",
+                    "refreshNow",
+                    "roleArn",
+                ])?;
                 let id = query.required("secretId")?;
                 self.secret_value(id, query).await
             }
@@ -202,7 +228,7 @@ impl<B: Backend> App<B> {
                         self.path_prefix
                     )));
                 }
-                query.only(&["versionId", "versionStage", "refreshNow"])?;
+                query.only(&["versionId", "versionStage", "refreshNow", "roleArn"])?;
                 self.secret(id.into_owned(), query).await
             }
             _ => Err(ApiError::RouteNotFound(format!(
@@ -243,7 +269,8 @@ impl<B: Backend> App<B> {
             id,
             query.optional("versionId")?,
             query.optional("versionStage")?,
-        );
+        )
+        .with_role(self.role(&query)?);
         let answer = self
             .cache
             .get(key.clone(), query.flag("refreshNow")?)
@@ -279,20 +306,40 @@ impl<B: Backend> App<B> {
         Ok(resp)
     }
 
+    /// `roleArn`, checked: an IAM role ARN (else 400), one `allowed_roles` lets callers name
+    /// (else 403: any holder of the token could otherwise make the agent assume any role its own
+    /// role may assume).
+    fn role(&self, query: &Query<'_>) -> Result<Option<Arc<str>>, ApiError> {
+        let Some(arn) = query.optional("roleArn")? else {
+            return Ok(None);
+        };
+        if let Err(why) = check_role_arn(&arn) {
+            return Err(ApiError::bad_request(format!("roleArn = {arn:?}: {why}")));
+        }
+        if !self.allowed_roles.is_empty() && !self.allowed_roles.iter().any(|r| **r == *arn) {
+            return Err(ApiError::forbidden(format!(
+                "roleArn {arn} is not in the agent's allowed_roles; ask its operator to add it, \
+                 or leave roleArn out to read with the agent's own role"
+            )));
+        }
+        Ok(Some(arn.into()))
+    }
+
     /// A secret read; the caller has checked which query parameters its route allows.
     async fn secret(&self, id: String, query: Query<'_>) -> Result<Response<Body>, ApiError> {
         let key = Key::secret(
             id,
             query.optional("versionId")?,
             query.optional("versionStage")?,
-        );
+        )
+        .with_role(self.role(&query)?);
         let refresh = query.flag("refreshNow")?;
         let answer = self.cache.get(key, refresh).await?;
         Ok(answer_response(answer))
     }
 
     async fn parameter(&self, query: Query<'_>) -> Result<Response<Body>, ApiError> {
-        query.only(&["name", "version", "label", "withDecryption"])?;
+        query.only(&["name", "version", "label", "withDecryption", "roleArn"])?;
         let name = query.required("name")?;
         let version = query.optional("version")?;
         let label = query.optional("label")?;
@@ -311,7 +358,10 @@ impl<B: Backend> App<B> {
         let decrypt = query.flag("withDecryption")?;
         let answer = self
             .cache
-            .get(Key::parameter(name, version, label, decrypt), false)
+            .get(
+                Key::parameter(name, version, label, decrypt).with_role(self.role(&query)?),
+                false,
+            )
             .await?;
         Ok(answer_response(answer))
     }
@@ -343,9 +393,7 @@ impl<'a> Query<'a> {
     /// Refuses any parameter not in `allowed`.
     fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         if let Some((k, _)) = self.0.iter().find(|(k, _)| !allowed.contains(&k.as_ref())) {
-            let hint = if k == "roleArn" {
-                " (secrets-agent does not assume roles)".to_string()
-            } else if allowed.is_empty() {
+            let hint = if allowed.is_empty() {
                 String::new()
             } else {
                 format!("; allowed here: {}", allowed.join(", "))

@@ -198,11 +198,15 @@ pub enum Fault {
 #[derive(Default)]
 struct ProxyState {
     counts: HashMap<String, u64>,
+    /// Requests by (operation, access key id of the signature).
+    by_key: HashMap<(String, String), u64>,
     fault: Option<(Fault, Option<String>)>,
+    /// Roles whose AssumeRole is answered AccessDenied (moto checks no trust policy).
+    denied_roles: Vec<String>,
 }
 
-/// A pass-through proxy to moto that counts requests by operation (`X-Amz-Target`) and
-/// injects faults.
+/// A pass-through proxy to moto that counts requests by operation (`X-Amz-Target`, or the
+/// query protocol's `Action` for STS) and by signing access key, and injects faults.
 #[derive(Clone)]
 pub struct Proxy {
     pub url: String,
@@ -232,7 +236,33 @@ impl Proxy {
     }
 
     pub fn reset_counts(&self) {
-        self.state.lock().unwrap().counts.clear();
+        let mut st = self.state.lock().unwrap();
+        st.counts.clear();
+        st.by_key.clear();
+    }
+
+    /// Requests for `operation` signed with each access key id, sorted by key.
+    pub fn count_by_key(&self, operation: &str) -> Vec<(String, u64)> {
+        let st = self.state.lock().unwrap();
+        let mut v: Vec<(String, u64)> = st
+            .by_key
+            .iter()
+            .filter(|((op, _), _)| op == operation)
+            .map(|((_, key), n)| (key.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Answers AssumeRole of `role_arn` as AWS does when the role's trust policy does not let
+    /// the caller assume it: 403 AccessDenied in STS's XML. moto assumes any role, existing or
+    /// not, so the test adds what AWS documents.
+    pub fn deny_role(&self, role_arn: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .denied_roles
+            .push(role_arn.to_string());
     }
 
     /// Applies `fault` to every request, or only to `operation`'s.
@@ -251,16 +281,60 @@ async fn forward(
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: String,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    let op = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await?;
+    // STS speaks the query protocol: the operation is the form's Action.
+    let form: HashMap<String, String> = if parts.headers.contains_key("x-amz-target") {
+        HashMap::new()
+    } else {
+        url_decoded_form(&body)
+    };
+    let op = parts
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
+        .or(form.get("Action").map(String::as_str))
         .unwrap_or("unknown")
         .to_string();
+    // `AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...`
+    let access_key = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or("")
+        .to_string();
+    let denied = op == "AssumeRole"
+        && form
+            .get("RoleArn")
+            .is_some_and(|r| state.lock().unwrap().denied_roles.contains(r));
+    if denied {
+        state
+            .lock()
+            .unwrap()
+            .counts
+            .entry(op.clone())
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        let role = &form["RoleArn"];
+        let body = format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+             <Type>Sender</Type><Code>AccessDenied</Code><Message>User: \
+             arn:aws:iam::123456789012:user/moto is not authorized to perform: sts:AssumeRole \
+             on resource: {role}</Message></Error><RequestId>test</RequestId></ErrorResponse>"
+        );
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        resp.headers_mut()
+            .insert("content-type", "text/xml".parse().unwrap());
+        return Ok(resp);
+    }
     let fault = {
         let mut st = state.lock().unwrap();
         *st.counts.entry(op.clone()).or_default() += 1;
+        *st.by_key.entry((op.clone(), access_key)).or_default() += 1;
         match &st.fault {
             Some((f, None)) => f.clone(),
             Some((f, Some(only))) if *only == op => f.clone(),
@@ -286,9 +360,23 @@ async fn forward(
             return Err(std::io::Error::other("dropped by the test proxy"));
         }
     }
-    let (parts, body) = req.into_parts();
-    let body = read_body(body).await?;
     send_upstream(&client, parts, body, &upstream).await
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body.
+fn url_decoded_form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 /// The whole body of a request or response.
