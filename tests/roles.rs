@@ -279,3 +279,31 @@ async fn prefetch_reads_each_roles_secrets_in_one_batch_signed_as_that_role() {
     assert_eq!(agent.proxy.count("GetSecretValue"), 0);
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_renewal_keeps_the_current_credentials_until_they_expire() {
+    let agent = TestAgent::start(|c| c.secrets_ttl = Duration::ZERO).await;
+    let name = unique("roles/renew-fails");
+    create_secret_as(ROLE_A, &name, "v").await;
+    let path = get_as(&name, ROLE_A);
+
+    assert_eq!(agent.get(&path).await.status, StatusCode::OK);
+    // The trust policy changes: renewals are refused from now on.
+    agent.proxy.deny_role(ROLE_A);
+    agent.clock.advance(Duration::from_secs(3400)); // past the renewal point
+    let r = agent.get(&path).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(agent.proxy.count("AssumeRole"), 2, "one refused renewal");
+    // Not retried on every read: the next try is up to 30 s later.
+    assert_eq!(agent.get(&path).await.status, StatusCode::OK);
+    assert_eq!(agent.proxy.count("AssumeRole"), 2);
+    agent.clock.advance(Duration::from_secs(31));
+    assert_eq!(agent.get(&path).await.status, StatusCode::OK);
+    assert_eq!(agent.proxy.count("AssumeRole"), 3);
+
+    agent.clock.advance(Duration::from_secs(300)); // past expiry
+    let r = agent.get(&path).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains(ROLE_A));
+    agent.stop().await;
+}
