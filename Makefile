@@ -62,15 +62,15 @@ container-test: venv image
 	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
 # The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test
+test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test
 
 layer-check: layer layer-test
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) cdk/node_modules cdk/dist cdk/cdk.out cdk/build
 
 # Targets owned by their folders: `make layer` (layer/layer.mk), `make image` (image/image.mk),
 # `make bench` (bench/bench.mk),
-# `make fuzz` (fuzz/fuzz.mk).
--include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk
+# `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk).
+-include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk
