@@ -62,7 +62,7 @@ container-test: venv image
 	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
 # The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test
+test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test example-rust-test
 
 layer-check: layer layer-test
 
@@ -72,5 +72,6 @@ clean:
 
 # Targets owned by their folders: `make layer` (layer/layer.mk), `make image` (image/image.mk),
 # `make bench` (bench/bench.mk),
-# `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk).
--include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk
+# `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk),
+# `make example-rust` (examples/lambda-rust/example.mk).
+-include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk

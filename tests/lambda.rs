@@ -1107,3 +1107,115 @@ async fn snap_start_prefetches_before_the_snapshot_and_revalidates_after_restore
     let status = agent.exit_within(PATIENCE).await.expect("agent exits");
     assert_eq!(status.code(), Some(0), "{}", agent.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// issue 23: the Rust example function (examples/lambda-rust) as the runtime
+
+/// The example as `make example-rust` builds it (cargo-lambda, x86_64): `SECRETS_AGENT_EXAMPLE_BIN`.
+fn example_bin() -> PathBuf {
+    let bin = std::env::var_os("SECRETS_AGENT_EXAMPLE_BIN")
+        .map(PathBuf::from)
+        .expect(
+            "SECRETS_AGENT_EXAMPLE_BIN is not set: run `make example-rust-test`, which builds \
+         examples/lambda-rust and sets it",
+        );
+    assert!(
+        bin.is_file(),
+        "{} does not exist: run `make example-rust`",
+        bin.display()
+    );
+    bin
+}
+
+/// Issue 23: Lambda's order, played with the simulator: the extension starts and registers,
+/// then the example's `bootstrap` starts as the runtime (`lambda_runtime` polling the
+/// simulator's Runtime API) and reads the secret through the extension at init, with the
+/// `AWS_SESSION_TOKEN` the agent took as its token; two invocations each read it again. The
+/// secret is prefetched (as the CDK example does), so AWS sees one read for all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the example built by cargo-lambda: `make example-rust-test` runs it"]
+async fn rust_example_reads_the_secret_at_init_and_on_each_invoke() {
+    let bin = example_bin();
+    let name = common::unique("lambda-rust-example");
+    let value = "rust-example-value-3d8b";
+    let arn = common::create_secret(&name, value).await;
+    let version = common::secrets_client()
+        .await
+        .describe_secret()
+        .secret_id(&arn)
+        .send()
+        .await
+        .expect("describe the secret")
+        .version_ids_to_stages
+        .and_then(|v| v.into_keys().next())
+        .expect("a version");
+    let proxy = Proxy::start().await;
+    let sim = simulator().await;
+    let relay = Relay::start(sim.addr()).await;
+    let mut agent = Setup::new(&sim, relay.runtime_api(), &proxy.url)
+        .var("SECRETS_AGENT_PREFETCH", arn.clone())
+        .spawn();
+    wait_until("registration", || async {
+        sim.extension_count().await == 1
+    })
+    .await;
+
+    // The runtime gets what Lambda gives a function: the simulator's environment, the session
+    // token, the port setting shared with the extension; no AWS endpoint (it talks only to the
+    // extension).
+    let mut runtime = Command::new(&bin)
+        .env_clear()
+        .envs(sim.lambda_env_vars())
+        .env("AWS_LAMBDA_RUNTIME_API", sim.addr().to_string())
+        .env("AWS_SESSION_TOKEN", TOKEN)
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            agent.port.to_string(),
+        )
+        .env("SECRET_ID", &arn)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the example's bootstrap");
+
+    for n in 0..2 {
+        let id = sim.enqueue_payload(serde_json::json!({ "n": n })).await;
+        let state = sim
+            .wait_for_invocation_complete(&id, PATIENCE)
+            .await
+            .expect("the invocation completes");
+        assert!(
+            state.error.is_none(),
+            "invocation {n} failed: {:?}",
+            state.error
+        );
+        let payload = state.response.expect("a response").payload;
+        for read in ["init", "invoke"] {
+            assert_eq!(payload[read]["readAt"], read, "{payload}");
+            assert_eq!(payload[read]["name"], name.as_str(), "{payload}");
+            assert_eq!(payload[read]["versionId"], version.as_str(), "{payload}");
+            assert_eq!(payload[read]["length"], value.len(), "{payload}");
+        }
+        assert!(
+            !payload.to_string().contains(value),
+            "the value is returned"
+        );
+    }
+    // The prefetch was the only read that reached AWS: init and both invokes were served by the
+    // extension's cache.
+    assert_eq!(backend_reads(&proxy), 1, "{}", agent.log());
+
+    sim.graceful_shutdown(ShutdownReason::Spindown).await;
+    let status = agent.exit_within(PATIENCE).await.expect("agent exits");
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    let _ = runtime.kill();
+    let out = runtime.wait_with_output().expect("the runtime's output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(value), "the value is in the runtime's log");
+    assert!(
+        !agent.log().contains(value),
+        "the value is in the agent's log"
+    );
+}

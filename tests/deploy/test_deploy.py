@@ -716,10 +716,10 @@ def test_template_layers_secret_and_function(template):
     assert "GenerateSecretString" in resources[secret_name]["Properties"]
     assert "SecretString" not in resources[secret_name]["Properties"]
 
-    (function,) = [
+    functions = [
         r["Properties"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
     ]
-    assert function["Runtime"] == "python3.12"
+    (function,) = [f for f in functions if f["Runtime"] == "python3.12"]
     (arch,) = function["Architectures"]
     assert function["Layers"] == [{"Ref": by_arch[(arch,)][0]}]
     module, _, func = function["Handler"].partition(".")
@@ -745,7 +745,44 @@ def test_template_layers_secret_and_function(template):
 
     outputs = {o["Value"].get("Ref") for o in template["Outputs"].values()}
     assert set(layers) <= outputs
-    assert any(resources[ref]["Type"] == "AWS::Serverless::Function" for ref in outputs if ref)
+    functions_out = [r for r in outputs if r and resources[r]["Type"] == "AWS::Serverless::Function"]
+    assert len(functions_out) == 2
+
+
+def test_template_rust_example_function(template):
+    """Issue 23: the Rust example beside the Python one, built by SAM with cargo-lambda."""
+    resources = template["Resources"]
+    (name,) = [
+        n for n, r in resources.items()
+        if r["Type"] == "AWS::Serverless::Function"
+        and r["Properties"]["CodeUri"].rstrip("/") == "examples/lambda-rust"
+    ]
+    rust = resources[name]
+    assert rust["Metadata"] == {"BuildMethod": "rust-cargolambda"}
+    function = rust["Properties"]
+    assert function["Runtime"] == "provided.al2023"
+    assert function["Handler"] == "bootstrap"
+    assert function["Architectures"] == ["x86_64"]
+    (layer,) = function["Layers"]
+    assert resources[layer["Ref"]]["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    # cargo-lambda builds the crate's binary named `bootstrap`, as Handler says.
+    cargo = tomllib.loads(read("examples/lambda-rust/Cargo.toml"))
+    assert [b["name"] for b in cargo["bin"]] == ["bootstrap"]
+    assert "workspace" in cargo, "the example must stay out of the root crate's build"
+    (secret_name,) = [
+        n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"
+    ]
+    variables = function["Environment"]["Variables"]
+    assert variables["SECRET_ID"] == {"Ref": secret_name}
+    assert variables["SECRETS_AGENT_PREFETCH"] == {"Ref": secret_name}
+    # Exactly what the settings need (docs/lambda.md, "IAM permissions"): prefetch adds
+    # BatchGetSecretValue, which takes no resource-level permission.
+    statements = [s for p in function["Policies"] for s in p["Statement"]]
+    assert [(sorted(s["Action"]) if isinstance(s["Action"], list) else s["Action"], s["Resource"])
+            for s in statements] == [
+        (["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"], {"Ref": secret_name}),
+        ("secretsmanager:BatchGetSecretValue", "*"),
+    ]
 
 
 EXAMPLE = ROOT / "examples/lambda-python/app.py"
