@@ -32,7 +32,11 @@ impl Agent {
         // Under SnapStart Lambda sets no AWS_SESSION_TOKEN; the extension then takes
         // AWS_CONTAINER_AUTHORIZATION_TOKEN (docs/lambda.md, "The token").
         let token = required("AWS_SESSION_TOKEN")
-            .or_else(|_| required("AWS_CONTAINER_AUTHORIZATION_TOKEN"))?;
+            .or_else(|_| required("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
+            .map_err(|_| {
+                "neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set: Lambda \
+                 sets one of them; elsewhere set the one the extension takes as its token"
+            })?;
         Ok(Agent {
             client: Client::builder(TokioExecutor::new()).build_http(),
             url: format!(
