@@ -124,6 +124,9 @@ pub struct Config {
     pub prefetch_secrets: Vec<String>,
     pub prefetch_parameters: Vec<String>,
     pub prefetch_jitter: Duration,
+    /// Share of `cache_size` the prefetch may fill (the AWS provider's `cache_buffer_ratio`):
+    /// ids past `max(1, cache_size × share)` are not prefetched.
+    pub prefetch_cache_share: f64,
     /// Generate a random token and write it here (mode 0444).
     pub token_file: Option<PathBuf>,
     pub header_timeout: Duration,
@@ -221,6 +224,7 @@ impl Default for Config {
             prefetch_secrets: Vec::new(),
             prefetch_parameters: Vec::new(),
             prefetch_jitter: Duration::ZERO,
+            prefetch_cache_share: 0.8,
             token_file: None,
             header_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(5),
@@ -333,10 +337,6 @@ const NESTED_KEYS: &[(&str, &str)] = &[
         "capabilities.secrets_manager.role_session_name",
         "role_session_name",
     ),
-    // 3.x's flat layout keeps its prefetch settings in a root [prefetch] table.
-    ("prefetch.secrets", "prefetch"),
-    ("prefetch.cache_buffer_ratio", "refresh_ratio"),
-    ("prefetch.max_jitter_seconds", "prefetch_jitter_seconds"),
     (
         "capabilities.secrets_manager.ignore_transient_errors",
         "ignore_transient_errors",
@@ -366,18 +366,27 @@ const NESTED_KEYS: &[(&str, &str)] = &[
         "ssrf_env_variables",
     ),
     (
-        "capabilities.secrets_manager.prefetch.cache_buffer_ratio",
+        "capabilities.secrets_manager.cache.refresh_ratio",
         "refresh_ratio",
     ),
     (
+        "capabilities.secrets_manager.prefetch.cache_buffer_ratio",
+        "cache_buffer_ratio",
+    ),
+    (
         "capabilities.secrets_manager.prefetch.max_jitter_seconds",
-        "prefetch_jitter_seconds",
+        "max_jitter_seconds",
     ),
     ("capabilities.secrets_manager.prefetch.secrets", "prefetch"),
     (
         "capabilities.secrets_manager.prefetch.filter_tags",
         "filter_tags",
     ),
+    // 3.x's flat layout keeps its prefetch settings in a root `[prefetch]` table.
+    ("prefetch.cache_buffer_ratio", "cache_buffer_ratio"),
+    ("prefetch.max_jitter_seconds", "max_jitter_seconds"),
+    ("prefetch.secrets", "prefetch"),
+    ("prefetch.filter_tags", "filter_tags"),
 ];
 
 /// Collects problems while values are parsed.
@@ -844,6 +853,17 @@ impl Config {
                         config.prefetch_jitter = Duration::from_secs(v);
                     }
                 }
+                // The AWS provider's keys, with its meaning and ranges.
+                "max_jitter_seconds" => {
+                    if let Some(v) = p.int(name, raw, 0, 10) {
+                        config.prefetch_jitter = Duration::from_secs(v);
+                    }
+                }
+                "cache_buffer_ratio" => {
+                    if let Some(v) = p.float(name, raw, 0.1, 1.0) {
+                        config.prefetch_cache_share = v;
+                    }
+                }
                 "token_file" => {
                     if let Some(s) = p.string(name, raw) {
                         if s.is_empty() {
@@ -897,6 +917,27 @@ impl Config {
     pub fn caching_disabled(&self) -> bool {
         self.cache_size == 0
     }
+
+    /// How many entries the prefetch may fill, per set of credentials (the agent's own, each
+    /// role), as 3.x's warm-up limit: `max(1, cache_size × cache_buffer_ratio)`.
+    pub fn prefetch_limit(&self) -> usize {
+        ((self.cache_size as f64 * self.prefetch_cache_share) as usize).max(1)
+    }
+
+    /// The secrets and parameters to prefetch with the agent's own credentials, cut to
+    /// [`Config::prefetch_limit`] (secrets first), and how many were left out.
+    pub fn prefetch_ids(&self) -> (Vec<String>, Vec<String>, usize) {
+        let limit = self.prefetch_limit();
+        let secrets: Vec<String> = self.prefetch_secrets.iter().take(limit).cloned().collect();
+        let parameters: Vec<String> = (self.prefetch_parameters.iter())
+            .take(limit - secrets.len())
+            .cloned()
+            .collect();
+        let left_out = self.prefetch_secrets.len() + self.prefetch_parameters.len()
+            - secrets.len()
+            - parameters.len();
+        (secrets, parameters, left_out)
+    }
 }
 
 /// `127.0.0.1`, `::1`, `[::1]:2773`, `0.0.0.0:8080` or `unix:/path/to.sock`.
@@ -943,7 +984,7 @@ fn toml_settings(
                 Some((_, flat_key)) => flat_key.to_string(),
                 None => {
                     problems.push(format!(
-                        "{path}: unknown key; nested keys live under [logging] and \
+                        "{path}: unknown key; nested keys live under [logging], [prefetch] and \
                          [capabilities.secrets_manager] (see the README)"
                     ));
                     continue;
@@ -1424,8 +1465,98 @@ mod tests {
         assert_eq!(c.secrets_ttl, Duration::from_secs(1800));
         assert_eq!(c.cache_size, 200);
         assert_eq!(c.ssrf_env_variables, vec!["MY_TOKEN"]);
-        assert_eq!(c.refresh_ratio, 0.5);
+        assert_eq!(c.prefetch_cache_share, 0.5);
+        assert_eq!(
+            c.refresh_ratio, 0.8,
+            "cache_buffer_ratio is not the refresh share"
+        );
         assert_eq!(c.prefetch_secrets, vec!["db-password", "api-key"]);
+    }
+
+    /// Issue 22.1: `cache_buffer_ratio` and `max_jitter_seconds` mean what they mean in the AWS
+    /// Workload Credentials Provider 3.x (prefetch's share of the cache, 0.1–1.0; jitter before
+    /// the prefetch, 0–10 s) in its flat `[prefetch]` table and in the nested layout; our
+    /// refresh-ahead share is `refresh_ratio` in both.
+    #[test]
+    fn aws_prefetch_keys_keep_their_meaning_in_both_layouts() {
+        let flat = r#"
+            refresh_ratio = 0.6
+            cache_size = 10
+            [prefetch]
+            cache_buffer_ratio = 0.3
+            max_jitter_seconds = 10
+            secrets = [{ secret_id = "a" }, { secret_id = "b" }]
+        "#;
+        let nested = r#"
+            [capabilities.secrets_manager.cache]
+            refresh_ratio = 0.6
+            cache_size = 10
+            [capabilities.secrets_manager.prefetch]
+            cache_buffer_ratio = 0.3
+            max_jitter_seconds = 10
+            secrets = [{ secret_id = "a" }, { secret_id = "b" }]
+        "#;
+        for toml in [flat, nested] {
+            let c = load(Some(toml), &[]).unwrap();
+            assert_eq!(c.refresh_ratio, 0.6, "{toml}");
+            assert_eq!(c.prefetch_cache_share, 0.3, "{toml}");
+            assert_eq!(c.prefetch_jitter, Duration::from_secs(10), "{toml}");
+            assert_eq!(c.prefetch_secrets, vec!["a", "b"], "{toml}");
+        }
+        for (prefix, table) in [
+            ("prefetch", "[prefetch]"),
+            (
+                "capabilities.secrets_manager.prefetch",
+                "[capabilities.secrets_manager.prefetch]",
+            ),
+        ] {
+            for (line, allowed) in [
+                (
+                    "cache_buffer_ratio = 0.09",
+                    "must be a number from 0.1 to 1",
+                ),
+                ("cache_buffer_ratio = 1.1", "must be a number from 0.1 to 1"),
+                (
+                    "max_jitter_seconds = 11",
+                    "must be a whole number from 0 to 10",
+                ),
+            ] {
+                let err = load(Some(&format!("{table}\n{line}")), &[]).unwrap_err();
+                assert_eq!(err.0, vec![format!("{prefix}.{line}: {allowed}")]);
+            }
+        }
+        // Our own key keeps its own, wider range.
+        let c = load(Some("prefetch_jitter_seconds = 60"), &[]).unwrap();
+        assert_eq!(c.prefetch_jitter, Duration::from_secs(60));
+        let c = load(None, &[("SECRETS_AGENT_REFRESH_RATIO", "0.5")]).unwrap();
+        assert_eq!((c.refresh_ratio, c.prefetch_cache_share), (0.5, 0.8));
+    }
+
+    /// The prefetch fills at most `max(1, cache_size × cache_buffer_ratio)` entries, secrets
+    /// first, as the AWS provider's warm-up limit.
+    #[test]
+    fn prefetch_is_cut_to_its_share_of_the_cache() {
+        let ids = |n: usize| (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
+        let mut c = load(
+            Some("cache_size = 10\n[prefetch]\ncache_buffer_ratio = 0.5"),
+            &[],
+        )
+        .unwrap();
+        c.prefetch_secrets = ids(4);
+        c.prefetch_parameters = ids(3);
+        let (secrets, parameters, left_out) = c.prefetch_ids();
+        assert_eq!(
+            (secrets.len(), parameters, left_out),
+            (4, vec!["s0".into()], 2)
+        );
+        c.prefetch_secrets = ids(7);
+        assert_eq!(c.prefetch_ids().0, ids(5));
+        c.cache_size = 1;
+        c.prefetch_cache_share = 0.1;
+        assert_eq!(c.prefetch_ids(), (ids(1), vec![], 9));
+        c.cache_size = 1000;
+        c.prefetch_cache_share = 0.8;
+        assert_eq!(c.prefetch_ids(), (ids(7), ids(3), 0));
     }
 
     /// Each bad input, alone, gives exactly one problem that names it and what is allowed.

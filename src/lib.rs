@@ -111,14 +111,26 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
     let backend = AwsBackend::from_environment(config, metrics.clone());
     backend.warm_up();
     let app = assemble(config, backend, metrics, token, Arc::new(SystemClock));
-    app.cache.prefetch(
-        config.prefetch_secrets.clone(),
-        config.prefetch_parameters.clone(),
-        config.prefetch_jitter,
-    );
+    let (secrets, parameters, mut left_out) = config.prefetch_ids();
+    let limit = config.prefetch_limit();
+    for ids in config.prefetch_role_secrets.values() {
+        left_out += ids.len().saturating_sub(limit);
+    }
+    if left_out > 0 {
+        tracing::warn!(
+            left_out,
+            cache_size = config.cache_size,
+            cache_buffer_ratio = config.prefetch_cache_share,
+            "prefetch list longer than the share of the cache it may fill; the last ids are \
+             fetched on first read instead (raise cache_buffer_ratio or cache_size)"
+        );
+    }
+    app.cache
+        .prefetch(secrets, parameters, config.prefetch_jitter);
     for (role, ids) in &config.prefetch_role_secrets {
+        let ids = ids.iter().take(limit).cloned().collect();
         app.cache
-            .prefetch_as(role.as_str().into(), ids.clone(), config.prefetch_jitter);
+            .prefetch_as(role.as_str().into(), ids, config.prefetch_jitter);
     }
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
