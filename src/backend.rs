@@ -703,7 +703,7 @@ impl Backend for AwsBackend {
                         &self.batch_denied,
                         "BatchGetSecretValue",
                         "secretsmanager:BatchGetSecretValue",
-                        "prefetch reads one secret at a time",
+                        "prefetch and /secretsmanager/batch read one secret at a time",
                         &e,
                     );
                     Vec::new()

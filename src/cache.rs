@@ -241,6 +241,15 @@ enum Plan {
     Wait(watch::Receiver<Outcome>),
 }
 
+/// A secret fetch claimed for a batch: its id and key, the sender that answers its waiters, and
+/// the receiver that marks the slot's fetch as this one.
+type Claimed = (
+    String,
+    Key,
+    watch::Sender<Outcome>,
+    watch::Receiver<Outcome>,
+);
+
 impl<B: Backend> Cache<B> {
     pub fn new(
         backend: B,
@@ -280,7 +289,69 @@ impl<B: Backend> Cache<B> {
 
     /// Answers a read: from the cache when fresh, otherwise from one shared backend call.
     pub async fn get(&self, key: Key, refresh_now: bool) -> Result<Answer, Error> {
-        let plan = self.plan(&key, refresh_now);
+        let plan = self.plan(&key, refresh_now, None);
+        self.answer(&key, plan).await
+    }
+
+    /// Reads many secrets (AWSCURRENT), as `role` or with the agent's own credentials, one
+    /// answer per id in order. Each id is planned as [`Cache::get`] plans it (a hit, a stale
+    /// value, or a fetch already in flight is joined); the ids that need a new fetch are fetched
+    /// together, by BatchGetSecretValue (20 ids per call), and a concurrent `get` of one of them
+    /// joins that fetch.
+    pub async fn get_secrets(
+        &self,
+        role: Option<Arc<str>>,
+        ids: Vec<String>,
+    ) -> Vec<(String, Result<Answer, Error>)> {
+        let mut claimed = Vec::new();
+        let plans: Vec<(Key, Plan)> = ids
+            .into_iter()
+            .map(|id| {
+                let key = Key::secret(id, None, None).with_role(role.clone());
+                let plan = self.plan(&key, false, Some(&mut claimed));
+                (key, plan)
+            })
+            .collect();
+        if !claimed.is_empty() {
+            let cache = self.clone();
+            self.spawn(async move { cache.fetch_claimed(role, claimed).await });
+        }
+        let mut answers = Vec::with_capacity(plans.len());
+        for (key, plan) in plans {
+            let answer = self.answer(&key, plan).await;
+            answers.push((key.id, answer));
+        }
+        answers
+    }
+
+    /// Fetches claimed secrets together, as `role` (or the agent's own credentials), and
+    /// answers each one's waiters.
+    async fn fetch_claimed(&self, role: Option<Arc<str>>, claimed: Vec<Claimed>) {
+        let ids = claimed.iter().map(|(id, ..)| id.clone()).collect();
+        let mut results = self.inner.backend.fetch_secrets(role.clone(), ids).await;
+        for (id, key, tx, marker) in claimed {
+            let result = match results.iter().position(|(r, _)| *r == id) {
+                Some(i) => results.swap_remove(i).1.map(Refreshed::New),
+                None => Err(Error::Unreachable {
+                    operation: "BatchGetSecretValue",
+                    detail: "no answer for this id".into(),
+                }),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(
+                    secret_id = ?id,
+                    role = ?role.as_deref(),
+                    error = ?e.to_string(),
+                    "batch fetch failed"
+                );
+            }
+            let outcome = self.finish(&key, &marker, result, None);
+            let _ = tx.send(Some(outcome));
+        }
+    }
+
+    /// Carries out a plan: the answer it holds, or the one its fetch brings.
+    async fn answer(&self, key: &Key, plan: Plan) -> Result<Answer, Error> {
         let rx = match plan {
             Plan::Done(answer) => {
                 self.inner.metrics.count_read(read_of(&answer));
@@ -294,14 +365,16 @@ impl<B: Backend> Cache<B> {
                 status: CacheStatus::Miss,
                 age: Duration::ZERO,
             }),
-            Err(e) if e.is_transient() => self.stale_or(&key, e),
+            Err(e) if e.is_transient() => self.stale_or(key, e),
             Err(e) => Err(e),
         };
         self.inner.metrics.count_read(read_of(&answer));
         answer
     }
 
-    fn plan(&self, key: &Key, refresh_now: bool) -> Plan {
+    /// Decides, under the lock, how `key` is answered. With `batch`, a new fetch is not started
+    /// but claimed there, for the caller to fetch with others.
+    fn plan(&self, key: &Key, refresh_now: bool, batch: Option<&mut Vec<Claimed>>) -> Plan {
         let s = &self.inner.settings;
         let now = self.inner.clock.now();
         let ttl = s.ttl(key.kind);
@@ -361,7 +434,15 @@ impl<B: Backend> Cache<B> {
         if let Some(rx) = &slot.inflight {
             return Plan::Wait(rx.clone());
         }
-        Plan::Wait(self.start_fetch(slot, key, true))
+        match batch {
+            Some(batch) => {
+                let (tx, rx) = watch::channel(None);
+                slot.inflight = Some(rx.clone());
+                batch.push((key.id.clone(), key.clone(), tx, rx.clone()));
+                Plan::Wait(rx)
+            }
+            None => Plan::Wait(self.start_fetch(slot, key, true)),
+        }
     }
 
     /// After a transient failure: the last good value if it may still be served.
@@ -559,27 +640,7 @@ impl<B: Backend> Cache<B> {
             self.spawn(async move {
                 let _done = PrefetchDone(&cache.inner.prefetching);
                 tokio::time::sleep(delay).await;
-                let ids = pending.iter().map(|(id, ..)| id.clone()).collect();
-                let mut results = cache.inner.backend.fetch_secrets(role.clone(), ids).await;
-                for (id, key, tx, marker) in pending {
-                    let result = match results.iter().position(|(r, _)| *r == id) {
-                        Some(i) => results.swap_remove(i).1.map(Refreshed::New),
-                        None => Err(Error::Unreachable {
-                            operation: "BatchGetSecretValue",
-                            detail: "no answer for this id".into(),
-                        }),
-                    };
-                    if let Err(e) = &result {
-                        tracing::warn!(
-                            secret_id = ?id,
-                            role = ?role.as_deref(),
-                            error = ?e.to_string(),
-                            "prefetch failed"
-                        );
-                    }
-                    let outcome = cache.finish(&key, &marker, result, None);
-                    let _ = tx.send(Some(outcome));
-                }
+                cache.fetch_claimed(role, pending).await;
             });
         }
     }

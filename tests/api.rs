@@ -792,3 +792,222 @@ async fn rotation_by_stage_move_is_seen_through_every_stage() {
         agent.stop().await;
     }
 }
+
+fn batch_path(ids: &[&str]) -> String {
+    let query: Vec<String> = ids
+        .iter()
+        .map(|id| format!("secretId={}", enc(id)))
+        .collect();
+    format!("/secretsmanager/batch?{}", query.join("&"))
+}
+
+/// `SecretValues` by name, and `Errors` as (SecretId, ErrorCode).
+fn batch_parts(r: &Reply) -> (Vec<serde_json::Value>, Vec<(String, String)>) {
+    let v = r.json();
+    let values = v["SecretValues"].as_array().expect("SecretValues").clone();
+    let errors = v["Errors"]
+        .as_array()
+        .expect("Errors")
+        .iter()
+        .map(|e| {
+            assert!(e["Message"].is_string(), "{e}");
+            (
+                e["SecretId"].as_str().unwrap().to_string(),
+                e["ErrorCode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (values, errors)
+}
+
+/// Issue 22.4: several secrets in one request, in BatchGetSecretValue's output shape; what the
+/// cache holds is served from it, the misses come from one BatchGetSecretValue, and a missing
+/// id is an entry of `Errors`.
+#[tokio::test]
+async fn batch_route_serves_hits_and_fetches_misses_with_one_call() {
+    let agent = TestAgent::start(|_| {}).await;
+    let names: Vec<String> = (0..3).map(|i| unique(&format!("api/batch{i}"))).collect();
+    for (i, n) in names.iter().enumerate() {
+        create_secret(n, &format!("value-{i}")).await;
+    }
+    let single = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&names[0])))
+        .await;
+    assert_eq!(single.status, StatusCode::OK);
+    agent.proxy.reset_counts();
+
+    let missing = unique("api/batch-missing");
+    let ids = [&names[0], &names[1], &names[2], &missing, &names[1]];
+    let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let r = agent.get(&batch_path(&ids)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    let (values, errors) = batch_parts(&r);
+    let got: Vec<(&str, &str)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["Name"].as_str().unwrap(),
+                v["SecretString"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (names[0].as_str(), "value-0"),
+            (names[1].as_str(), "value-1"),
+            (names[2].as_str(), "value-2")
+        ],
+        "in request order, a repeated id once"
+    );
+    // The cached entry, byte for byte, as /secretsmanager/get serves it.
+    assert_eq!(values[0], single.json());
+    assert_eq!(
+        errors,
+        vec![(missing.clone(), "ResourceNotFoundException".to_string())]
+    );
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+
+    // Now all from the cache (the missing id from the negative cache).
+    let r = agent.get(&batch_path(&ids)).await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(batch_parts(&r).0.len(), 3);
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&names[2])))
+        .await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    agent.stop().await;
+}
+
+/// Single flight holds across the routes: single reads of an id the batch is fetching join
+/// that fetch, and a batch joins a single read in flight.
+#[tokio::test]
+async fn batch_route_and_single_reads_share_fetches() {
+    let agent = TestAgent::start(|_| {}).await;
+    let a = unique("api/batch-sf-a");
+    let b = unique("api/batch-sf-b");
+    create_secret(&a, "A").await;
+    create_secret(&b, "B").await;
+    agent.proxy.reset_counts();
+
+    agent.proxy.set_fault(
+        Fault::Delay(Duration::from_millis(300)),
+        Some("BatchGetSecretValue"),
+    );
+    let url = format!("{}{}", agent.base, batch_path(&[&a, &b]));
+    let batch =
+        tokio::spawn(async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await });
+    while agent.proxy.count("BatchGetSecretValue") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let singles = concurrent_gets(
+        &format!("{}/secretsmanager/get?secretId={}", agent.base, enc(&a)),
+        10,
+    )
+    .await;
+    assert!(singles.iter().all(|r| r.json()["SecretString"] == "A"));
+    let batch = batch.await.unwrap();
+    assert_eq!(batch_parts(&batch).0.len(), 2);
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+
+    // The other way round: a single read in flight, then a batch that names its id.
+    let c = unique("api/batch-sf-c");
+    create_secret(&c, "C").await;
+    agent.proxy.reset_counts();
+    agent.proxy.set_fault(
+        Fault::Delay(Duration::from_millis(300)),
+        Some("GetSecretValue"),
+    );
+    let url = format!("{}/secretsmanager/get?secretId={}", agent.base, enc(&c));
+    let single =
+        tokio::spawn(async move { get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await });
+    while agent.proxy.count("GetSecretValue") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = agent.get(&batch_path(&[&c, &a])).await;
+    let (values, errors) = batch_parts(&r);
+    assert_eq!((values.len(), errors.len()), (2, 0), "{}", r.text());
+    assert_eq!(values[0]["SecretString"], "C");
+    assert_eq!(single.await.unwrap().json()["SecretString"], "C");
+    assert_eq!(agent.proxy.count("GetSecretValue"), 1);
+    assert_eq!(
+        agent.proxy.count("BatchGetSecretValue"),
+        0,
+        "nothing left to fetch"
+    );
+    agent.stop().await;
+}
+
+/// A role without secretsmanager:BatchGetSecretValue: the batch route reads each secret with
+/// GetSecretValue, and does not try the batch call again.
+#[tokio::test]
+async fn batch_route_falls_back_to_single_reads_without_permission() {
+    let agent = TestAgent::start(|_| {}).await;
+    let names: Vec<String> = (0..4)
+        .map(|i| unique(&format!("api/batch-denied{i}")))
+        .collect();
+    for n in &names {
+        create_secret(n, "v").await;
+    }
+    agent.proxy.reset_counts();
+    agent.proxy.set_fault(
+        Fault::Error(400, "AccessDeniedException"),
+        Some("BatchGetSecretValue"),
+    );
+    for pair in names.chunks(2) {
+        let r = agent.get(&batch_path(&[&pair[0], &pair[1]])).await;
+        let (values, errors) = batch_parts(&r);
+        assert_eq!((values.len(), errors.len()), (2, 0), "{}", r.text());
+    }
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(agent.proxy.count("GetSecretValue"), 4);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn batch_route_refuses_bad_requests_by_name() {
+    let agent = TestAgent::start(|_| {}).await;
+    let many: Vec<String> = (0..21).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    for (path, status, says) in [
+        (
+            "/secretsmanager/batch".to_string(),
+            400,
+            "missing required query parameter secretId",
+        ),
+        (batch_path(&many), 400, "at most 20 per request"),
+        (
+            "/secretsmanager/batch?secretId=a&secretId=".to_string(),
+            400,
+            "secretId is empty",
+        ),
+        (
+            "/secretsmanager/batch?secretId=a&versionStage=AWSPREVIOUS".to_string(),
+            400,
+            "unknown query parameter versionStage",
+        ),
+    ] {
+        let r = agent.get(&path).await;
+        assert_eq!(r.status.as_u16(), status, "{path}: {}", r.text());
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(says),
+            "{path}: {}",
+            r.text()
+        );
+    }
+    // Twenty is allowed (all missing here: answered in Errors).
+    let r = agent.get(&batch_path(&many[..20])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(batch_parts(&r).1.len(), 20);
+    // The token, as on every route.
+    let r = get(&format!("{}{}", agent.base, batch_path(&["a"])), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    agent.stop().await;
+}

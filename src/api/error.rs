@@ -121,10 +121,18 @@ impl ApiError {
         }
     }
 
-    /// The JSON body. For a backend that could not be reached or asked, a short, stable message
-    /// that says which class of failure and where to look; the SDK's own account (addresses,
-    /// providers tried, environment) stays in the log.
+    /// The JSON body (see [`ApiError::code_and_message`]).
     pub fn body(&self) -> Bytes {
+        let (kind, message) = self.code_and_message();
+        let body = Body { kind, message };
+        // Serializing two strings cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The error code (`__type`) and message a caller sees. For a backend that could not be
+    /// reached or asked, a short, stable message that says which class of failure and where to
+    /// look; the SDK's own account (addresses, providers tried, environment) stays in the log.
+    pub fn code_and_message(&self) -> (&str, String) {
         let message = match self {
             ApiError::Backend(Error::Service { message, .. }) => message.clone(),
             ApiError::Backend(Error::Unreachable { operation, .. }) => format!(
@@ -139,12 +147,7 @@ impl ApiError {
             ),
             other => other.to_string(),
         };
-        let body = Body {
-            kind: self.type_name(),
-            message,
-        };
-        // Serializing two strings cannot fail.
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+        (self.type_name(), message)
     }
 }
 

@@ -6,13 +6,14 @@
 //! | `GET /secretsmanager/get?secretId=ID[&versionId=V][&versionStage=S][&refreshNow=true]` | 200 GetSecretValue JSON |
 //! | `GET {path_prefix}ID[?versionId=V][&versionStage=S][&refreshNow=true]` | same; ID percent-decoded |
 //! | `GET /secretsmanager/value?secretId=ID[&key=K][&versionId=V][&versionStage=S][&refreshNow=true]` | 200 the value itself (ours): the SecretString or its top-level key K as `text/plain`, a SecretBinary's bytes as `application/octet-stream`; a missing key → 404 `KeyNotFoundException` |
+//! | `GET /secretsmanager/batch?secretId=A&secretId=B...` (1 to 20 ids) | 200 BatchGetSecretValue's output (ours): `SecretValues` (GetSecretValue objects) and `Errors` (`SecretId`, `ErrorCode`, `Message`); misses fetched together by BatchGetSecretValue |
 //! | `GET /systemsmanager/parameters/get?name=N[&version=V or &label=L][&withDecryption=true]` | 200 `{"Parameter": {...}}` |
+//! | `GET /metrics` | 200 Prometheus text |
 //!
 //! Every secret and parameter route also takes `roleArn=ARN`: read as that role (STS
 //! AssumeRole on the agent's own credentials; see `roles`), a cache entry of its own. Not an IAM
 //! role ARN → 400; not in `allowed_roles` → 403; STS refuses → 403 `AccessDeniedException`
 //! naming the role; past `max_roles` → 400 `MaxRolesExceeded`.
-//! | `GET /metrics` | 200 Prometheus text |
 //!
 //! Checks, in order (the AWS agent's): except for `/ping`, a forwarding header
 //! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) → 400 and a token missing or wrong in every
@@ -52,7 +53,7 @@ use crate::api::listener::{AcceptErrors, Listener, Stream};
 use crate::api::rejection::JsonRejections;
 use crate::api::token::Token;
 use crate::backend::{Backend, Key};
-use crate::cache::{Answer, Cache};
+use crate::cache::{Answer, Cache, CacheStatus};
 use crate::commands::placeholder::{extract_bytes, ExtractError, Ref};
 use crate::config::Config;
 use crate::roles::check_role_arn;
@@ -183,7 +184,12 @@ impl<B: Backend> App<B> {
         if ping {
             return Ok(text(StatusCode::OK, "healthy"));
         }
-        let query = Query::parse(req.uri().query().unwrap_or(""))?;
+        let raw_query = req.uri().query().unwrap_or("");
+        let query = if path == "/secretsmanager/batch" {
+            Query::parse_repeating(raw_query, "secretId")?
+        } else {
+            Query::parse(raw_query)?
+        };
         match path {
             "/secretsmanager/get" => {
                 query.only(&[
@@ -208,6 +214,7 @@ impl<B: Backend> App<B> {
                 let id = query.required("secretId")?;
                 self.secret_value(id, query).await
             }
+            "/secretsmanager/batch" => self.batch(query).await,
             "/systemsmanager/parameters/get" => self.parameter(query).await,
             "/metrics" => {
                 query.only(&[])?;
@@ -233,7 +240,7 @@ impl<B: Backend> App<B> {
             }
             _ => Err(ApiError::RouteNotFound(format!(
                 "no route {path}; use /secretsmanager/get, /secretsmanager/value, \
-                 {}<secret id>, /systemsmanager/parameters/get or /ping",
+                 /secretsmanager/batch, {}<secret id>, /systemsmanager/parameters/get or /ping",
                 self.path_prefix
             ))),
         }
@@ -338,6 +345,71 @@ impl<B: Backend> App<B> {
         Ok(answer_response(answer))
     }
 
+    /// Several secrets at once, in BatchGetSecretValue's output shape. Each id is answered as
+    /// `/secretsmanager/get?secretId=ID` would be, from the same cache entries; a failure of one
+    /// id is an entry of `Errors`, not a failure of the request.
+    async fn batch(&self, query: Query<'_>) -> Result<Response<Body>, ApiError> {
+        query.only(&["secretId", "roleArn"])?;
+        let role = self.role(&query)?;
+        let mut ids: Vec<String> = Vec::new();
+        for id in query.all("secretId")? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if ids.is_empty() {
+            return Err(ApiError::bad_request(
+                "missing required query parameter secretId: give 1 to 20, e.g. \
+                 ?secretId=a&secretId=b",
+            ));
+        }
+        if ids.len() > MAX_BATCH {
+            return Err(ApiError::bad_request(format!(
+                "{} different secretId values given; at most {MAX_BATCH} per request \
+                 (BatchGetSecretValue's limit): split them over several requests",
+                ids.len()
+            )));
+        }
+        let answers = self.cache.get_secrets(role, ids).await;
+        let mut out = BatchBody {
+            secret_values: Vec::new(),
+            errors: Vec::new(),
+        };
+        let (mut status, mut age) = (CacheStatus::Hit, Duration::ZERO);
+        for (id, answer) in &answers {
+            match answer {
+                Ok(a) => {
+                    // Our own serialization: always JSON.
+                    if let Ok(value) = serde_json::from_slice(&a.body) {
+                        out.secret_values.push(value);
+                    }
+                    age = age.max(a.age);
+                    status = match (status, a.status) {
+                        (CacheStatus::Miss, _) | (_, CacheStatus::Miss) => CacheStatus::Miss,
+                        (CacheStatus::Stale, _) | (_, CacheStatus::Stale) => CacheStatus::Stale,
+                        _ => CacheStatus::Hit,
+                    };
+                }
+                Err(e) => {
+                    let e = ApiError::Backend(e.clone());
+                    let (code, message) = e.code_and_message();
+                    out.errors.push(BatchError {
+                        secret_id: id,
+                        error_code: code.to_string(),
+                        message,
+                    });
+                }
+            }
+        }
+        // Borrowed JSON and strings: serializing cannot fail.
+        let body = serde_json::to_vec(&out).unwrap_or_default();
+        let mut resp = response(StatusCode::OK, "application/json", Bytes::from(body));
+        let h = resp.headers_mut();
+        h.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
+        h.insert(AGE, age_header(age.as_secs()));
+        Ok(resp)
+    }
+
     async fn parameter(&self, query: Query<'_>) -> Result<Response<Body>, ApiError> {
         query.only(&["name", "version", "label", "withDecryption", "roleArn"])?;
         let name = query.required("name")?;
@@ -367,6 +439,25 @@ impl<B: Backend> App<B> {
     }
 }
 
+/// Ids `/secretsmanager/batch` takes at once: BatchGetSecretValue's limit.
+pub const MAX_BATCH: usize = 20;
+
+/// BatchGetSecretValue's output (without `NextToken`: every id is answered at once).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchBody<'a> {
+    secret_values: Vec<&'a serde_json::value::RawValue>,
+    errors: Vec<BatchError<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchError<'a> {
+    secret_id: &'a str,
+    error_code: String,
+    message: String,
+}
+
 /// The query string, decoded, with each name at most once. Borrows from the request where
 /// nothing needed decoding (the usual case), so a cache hit copies only the id it looks up.
 #[derive(Debug)]
@@ -375,12 +466,18 @@ pub struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 impl<'a> Query<'a> {
     /// Splits and percent-decodes a raw query string; refuses repeated names and bad UTF-8.
     pub fn parse(raw: &'a str) -> Result<Query<'a>, ApiError> {
+        Query::parse_repeating(raw, "")
+    }
+
+    /// As [`Query::parse`], but `repeating` may be given more than once (read it with
+    /// [`Query::all`]).
+    pub fn parse_repeating(raw: &'a str, repeating: &str) -> Result<Query<'a>, ApiError> {
         let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let k = decode("query parameter name", k)?;
             let v = decode(&k, v)?;
-            if pairs.iter().any(|(seen, _)| *seen == k) {
+            if k != repeating && pairs.iter().any(|(seen, _)| *seen == k) {
                 return Err(ApiError::bad_request(format!(
                     "query parameter {k} is given more than once; give it once"
                 )));
@@ -413,6 +510,20 @@ impl<'a> Query<'a> {
             ))),
             Some((_, v)) => Ok(Some(v.to_string())),
         }
+    }
+
+    /// Every value of a repeating parameter, in order; an empty one is refused.
+    fn all(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        let mut values = Vec::new();
+        for (_, v) in self.0.iter().filter(|(k, _)| k == name) {
+            if v.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {name} is empty; give a value or leave it out"
+                )));
+            }
+            values.push(v.to_string());
+        }
+        Ok(values)
     }
 
     fn required(&self, name: &str) -> Result<String, ApiError> {
