@@ -255,6 +255,7 @@ impl Clients {
     /// Region, credentials and endpoint from the standard chain.
     async fn from_environment(region: Option<String>, validate_credentials: bool) -> Self {
         let started = std::time::Instant::now();
+        log_proxies();
         let sdk = load_sdk_config(region).await;
         if validate_credentials {
             check_credentials(&sdk);
@@ -278,13 +279,44 @@ fn quick_retry() -> aws_config::retry::RetryConfig {
 
 /// The HTTPS client every AWS call goes through: rustls with ring (smaller than aws-lc, and
 /// the agent needs no FIPS or post-quantum key exchange on a loopback-to-AWS hop).
+///
+/// Proxies come from `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case), as
+/// the SDK's own default client reads them: HTTPS through a CONNECT tunnel, HTTP in absolute
+/// form, credentials in the proxy URL sent as `Proxy-Authorization` and never logged. Only AWS
+/// calls use this client; the local listener and `exec`'s reads through the agent do not.
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    // `build_with_connector_fn` is how the SDK builds its default client with proxy support;
+    // `Builder::build_https` takes no proxy configuration.
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+        ));
+        b.set_connector_settings(settings.cloned());
+        b.set_sleep_impl(components.and_then(|c| c.sleep_impl()));
+        b.set_proxy_config(Some(ProxyConfig::from_env()));
+        b.build()
+    })
+}
+
+/// Says at start which proxy AWS calls go through, by host and port only: the URL's
+/// credentials never reach the log.
+fn log_proxies() {
+    let matcher = hyper_util::client::proxy::matcher::Matcher::from_env();
+    for (scheme, dst) in [
+        ("https", "https://amazonaws.com/"),
+        ("http", "http://amazonaws.com/"),
+    ] {
+        let dst = http::Uri::from_static(dst);
+        if let Some(proxy) = matcher.intercept(&dst) {
+            let proxy = proxy.uri();
+            tracing::info!(
+                scheme,
+                proxy = %format_args!("{}://{}", proxy.scheme_str().unwrap_or("http"), proxy.authority().map_or("", |a| a.as_str())),
+                "AWS calls go through a proxy (hosts in NO_PROXY go direct)"
+            );
+        }
+    }
 }
 
 /// Region, credentials and endpoint from the standard chain (`region`, when given, wins).

@@ -629,3 +629,130 @@ role_arn = "{ROLE}"
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `Proxy-Authorization` for `user:password`, as a client sends it.
+fn basic(user_password: &str) -> String {
+    format!("Basic {}", aws_smithy_types::base64::encode(user_password))
+}
+
+/// Issue 22.5: with HTTP_PROXY set, AWS calls go through the proxy with its credentials, the
+/// log names the proxy by host and port only, and `health` (the local listener) never uses it.
+#[tokio::test]
+async fn aws_calls_go_through_the_proxy_and_its_credentials_stay_out_of_the_log() {
+    let fp = ForwardProxy::start();
+    let name = unique("proc-proxy");
+    create_secret(&name, "via-proxy").await;
+    let port = free_port();
+    let mut cmd = command(moto_url());
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+        .env(
+            "HTTP_PROXY",
+            format!("http://proxyuser:pr0xy-pa55@127.0.0.1:{}", fp.port),
+        )
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={name}");
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "via-proxy");
+
+    let seen = fp.seen().await;
+    let reads: Vec<&Proxied> = seen
+        .iter()
+        .filter(|p| p.operation == "GetSecretValue")
+        .collect();
+    assert_eq!(reads.len(), 1, "{seen:?}");
+    assert_eq!(reads[0].method, "POST");
+    assert!(reads[0].target.starts_with(moto_url()), "{seen:?}");
+    let auth = basic("proxyuser:pr0xy-pa55");
+    assert_eq!(reads[0].proxy_authorization.as_deref(), Some(auth.as_str()));
+
+    // The local listener is never reached through the proxy.
+    let (code, _) = run_to_end({
+        let mut c = command(moto_url());
+        c.env("HTTP_PROXY", format!("http://127.0.0.1:{}", fp.port))
+            .args(["health", "--port", &port.to_string()]);
+        c
+    });
+    assert_eq!(code, Some(0));
+    let after = fp.seen().await;
+    assert_eq!(after.len(), seen.len(), "{after:?}");
+    assert!(!after.iter().any(|p| p.target.contains(&port.to_string())));
+
+    let log = agent.log.lock().unwrap().clone();
+    assert!(log.contains("AWS calls go through a proxy"), "{log}");
+    assert!(
+        log.contains(&format!("http://127.0.0.1:{}", fp.port)),
+        "{log}"
+    );
+    for leak in ["pr0xy-pa55", "proxyuser", auth.trim_start_matches("Basic ")] {
+        assert!(!log.contains(leak), "{leak} in the log:\n{log}");
+    }
+}
+
+/// Both cases of the variables are read, and NO_PROXY sends a host direct (curl's rules; no
+/// built-in exception hides 127.0.0.1).
+#[tokio::test]
+async fn no_proxy_excludes_a_host_and_lower_case_variables_count() {
+    let fp = ForwardProxy::start();
+    let name = unique("proc-no-proxy");
+    create_secret(&name, "direct").await;
+    for (no_proxy, through_proxy) in [(None, 1), (Some("localhost, 127.0.0.1"), 0)] {
+        let port = free_port();
+        let mut cmd = command(moto_url());
+        cmd.env("AWS_TOKEN", TOKEN)
+            .env("http_proxy", format!("127.0.0.1:{}", fp.port))
+            .arg("--port")
+            .arg(port.to_string());
+        if let Some(list) = no_proxy {
+            cmd.env("no_proxy", list);
+        }
+        let before = fp.seen().await.len();
+        let agent = Running::spawn(cmd);
+        agent.wait_for_log("secrets-agent is serving");
+        let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={name}");
+        let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let seen = fp.seen().await;
+        let reads = seen[before..]
+            .iter()
+            .filter(|p| p.operation == "GetSecretValue")
+            .count();
+        assert_eq!(reads, through_proxy, "no_proxy={no_proxy:?}: {seen:?}");
+    }
+}
+
+/// HTTPS goes through a CONNECT tunnel with the proxy's credentials. (moto speaks plain HTTP, so
+/// the TLS handshake inside the tunnel fails: what is checked is the tunnel.)
+#[tokio::test]
+async fn https_calls_open_a_connect_tunnel() {
+    let fp = ForwardProxy::start();
+    let moto = moto_url().trim_start_matches("http://").to_string();
+    let port = free_port();
+    let mut cmd = command(&format!("https://{moto}"));
+    cmd.env("AWS_TOKEN", TOKEN)
+        .env(
+            "HTTPS_PROXY",
+            format!("http://tunnel:t0p-secret@127.0.0.1:{}", fp.port),
+        )
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=any");
+    let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    let seen = fp.seen().await;
+    assert!(!seen.is_empty());
+    let auth = basic("tunnel:t0p-secret");
+    for p in &seen {
+        assert_eq!(p.method, "CONNECT", "{seen:?}");
+        assert_eq!(p.target, moto);
+        assert_eq!(p.proxy_authorization.as_deref(), Some(auth.as_str()));
+    }
+    let log = agent.log.lock().unwrap().clone();
+    assert!(!log.contains("t0p-secret"), "{log}");
+}

@@ -56,29 +56,79 @@ fn python() -> String {
 }
 
 fn start_moto() -> Moto {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_server.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto (run `make test`, which installs it into .venv)");
-    let stdin = child.stdin.take().expect("moto stdin");
-    let stdout = child.stdout.take().expect("moto stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read moto port");
-    let port: u16 = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("moto did not print its port: {line:?}"));
+    let (child, stdin, port) = start_support_server("moto_server.py");
     Moto {
         url: format!("http://127.0.0.1:{port}"),
         _child: child,
         _stdin: stdin,
+    }
+}
+
+/// Starts a server script of tests/support that prints "PORT <n>" and runs until its stdin
+/// closes; returns it with its stdin and port.
+fn start_support_server(script: &str) -> (Child, ChildStdin, u16) {
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python())
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script} (`make test` installs its Python): {e}"));
+    let stdin = child.stdin.take().expect("server stdin");
+    let stdout = child.stdout.take().expect("server stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the server's port");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not print its port: {line:?}"));
+    (child, stdin, port)
+}
+
+/// A forward HTTP proxy (tests/support/forward_proxy.py) that records what passes through it:
+/// absolute-form requests and CONNECT tunnels. It stops when dropped.
+pub struct ForwardProxy {
+    pub port: u16,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+/// One request the forward proxy saw.
+#[derive(Debug, serde::Deserialize)]
+pub struct Proxied {
+    pub method: String,
+    /// `http://host:port/path` for a forwarded request, `host:port` for CONNECT.
+    pub target: String,
+    /// The `X-Amz-Target` operation, e.g. "GetSecretValue".
+    pub operation: String,
+    pub proxy_authorization: Option<String>,
+}
+
+impl ForwardProxy {
+    pub fn start() -> ForwardProxy {
+        let (child, stdin, port) = start_support_server("forward_proxy.py");
+        ForwardProxy {
+            port,
+            child,
+            _stdin: stdin,
+        }
+    }
+
+    /// Everything that passed through so far.
+    pub async fn seen(&self) -> Vec<Proxied> {
+        let r = get(&format!("http://127.0.0.1:{}/__seen", self.port), &[]).await;
+        serde_json::from_slice(&r.body).expect("the proxy's record")
+    }
+}
+
+impl Drop for ForwardProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
