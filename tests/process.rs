@@ -756,3 +756,46 @@ async fn https_calls_open_a_connect_tunnel() {
     let log = agent.log.lock().unwrap().clone();
     assert!(!log.contains("t0p-secret"), "{log}");
 }
+
+/// Issue 22.6: `AWS_USE_FIPS_ENDPOINT=true` makes the SDK's resolver pick the FIPS endpoint. Seen
+/// through the proxy: the CONNECT target is the endpoint the agent resolved (AWS itself is not
+/// reached from the tests; the call fails after the tunnel, which is all this checks).
+#[tokio::test]
+async fn fips_endpoints_come_from_the_sdk_resolver() {
+    let fp = ForwardProxy::start();
+    for (fips, host) in [
+        (None, "secretsmanager.us-east-1.amazonaws.com:443"),
+        (
+            Some("true"),
+            "secretsmanager-fips.us-east-1.amazonaws.com:443",
+        ),
+    ] {
+        let port = free_port();
+        let mut cmd = command(moto_url());
+        cmd.env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_TOKEN", TOKEN)
+            .env("HTTPS_PROXY", format!("http://127.0.0.1:{}", fp.port))
+            .env("SECRETS_MANAGER_TIMEOUT_MILLIS", "5000")
+            .arg("--port")
+            .arg(port.to_string());
+        if let Some(v) = fips {
+            cmd.env("AWS_USE_FIPS_ENDPOINT", v);
+        }
+        let before = fp.seen().await.len();
+        let agent = Running::spawn(cmd);
+        agent.wait_for_log("secrets-agent is serving");
+        let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=any");
+        let r = get(&url, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await;
+        assert_ne!(r.status, StatusCode::OK);
+        let seen = fp.seen().await;
+        let targets: Vec<&str> = seen[before..].iter().map(|p| p.target.as_str()).collect();
+        assert!(
+            !targets.is_empty(),
+            "fips={fips:?}: nothing reached the proxy"
+        );
+        assert!(
+            targets.iter().all(|t| *t == host),
+            "fips={fips:?}: {targets:?}"
+        );
+    }
+}
