@@ -804,7 +804,7 @@ fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
 }
 
 /// A random number in [0, 1] from the OS RNG (0.5 if it fails; jitter is not security).
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     let mut b = [0u8; 4];
     if getrandom::getrandom(&mut b).is_ok() {
         u32::from_le_bytes(b) as f64 / u32::MAX as f64

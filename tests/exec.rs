@@ -368,3 +368,192 @@ async fn the_application_gets_the_pid_the_exit_code_and_the_signals() {
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-here"));
 }
+
+/// Waits until `path` has at least `n` lines; returns them.
+async fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    for _ in 0..1000 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{} never had {n} lines: {:?}",
+        path.display(),
+        std::fs::read_to_string(path)
+    );
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+async fn exit_code(child: std::process::Child) -> Option<i32> {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().status.code())
+        .await
+        .unwrap()
+}
+
+/// Issue 22.2: `--on-rotation restart`: a new version restarts the command with the new value
+/// (a new process); reads that bring the same version back restart nothing; SIGTERM to exec
+/// reaches the command and exec exits with its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rotation_restart_starts_the_command_again_with_the_new_value() {
+    let proxy = Proxy::start().await;
+    let name = unique("exec/rotating");
+    create_secret(&name, "v1").await;
+    let dir = std::env::temp_dir().join(unique("exec-rotation"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    let placeholder = format!("awssm:{name}");
+    let mut c = exec(
+        &proxy.url,
+        &[
+            ("DB", placeholder.as_str()),
+            ("OUT", out.to_str().unwrap()),
+            // Refresh every second, so the watcher sees new versions soon.
+            ("SECRETS_MANAGER_TTL", "1"),
+        ],
+        &[
+            "--source",
+            "aws",
+            "--on-rotation",
+            "restart",
+            "--min-interval",
+            "0",
+            "--jitter",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$$ $DB" >> "$OUT"; exec sleep 60"#,
+        ],
+    );
+    c.stderr(Stdio::piped());
+    let agent = c.spawn().unwrap();
+    let first = lines(&out, 1).await;
+    let (pid1, value) = first[0].split_once(' ').unwrap();
+    assert_eq!(value, "v1");
+    assert_ne!(
+        pid1,
+        agent.id().to_string(),
+        "the command is a child, not exec itself"
+    );
+
+    // Refreshes that find the same version: no restart.
+    while proxy.count("DescribeSecret") < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines(&out, 1).await.len(), 1);
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+
+    put_secret(&name, "v2").await;
+    let after = lines(&out, 2).await;
+    let (pid2, value) = after[1].split_once(' ').unwrap();
+    assert_eq!(value, "v2");
+    assert_ne!(pid2, pid1);
+
+    signal(agent.id(), "-TERM");
+    assert_eq!(
+        exit_code(agent).await,
+        Some(128 + 15),
+        "sleep ended by the forwarded SIGTERM"
+    );
+    assert_eq!(lines(&out, 2).await.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--on-rotation signal:HUP` signals the running command instead (same process); every other
+/// signal is forwarded; orphans of the command are reaped by exec; exec exits with the
+/// command's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rotation_signal_forwards_signals_reaps_orphans_and_keeps_the_exit_code() {
+    let proxy = Proxy::start().await;
+    let name = unique("exec/signalled");
+    create_secret(&name, "v1").await;
+    let dir = std::env::temp_dir().join(unique("exec-signal"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    let orphan = dir.join("orphan");
+    let placeholder = format!("awssm:{name}");
+    let script = r#"
+        trap 'echo hup >> "$OUT"' HUP
+        trap 'echo usr1 >> "$OUT"' USR1
+        trap 'echo term >> "$OUT"; exit 7' TERM
+        sh -c 'sleep 1 & echo $! > "$ORPHAN"'
+        echo "$$ $DB" >> "$OUT"
+        while :; do sleep 0.05; done
+    "#;
+    let agent = exec(
+        &proxy.url,
+        &[
+            ("DB", placeholder.as_str()),
+            ("OUT", out.to_str().unwrap()),
+            ("ORPHAN", orphan.to_str().unwrap()),
+            ("SECRETS_MANAGER_TTL", "1"),
+        ],
+        &[
+            "--source",
+            "aws",
+            "--on-rotation",
+            "signal:HUP",
+            "--min-interval",
+            "0",
+            "--jitter",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let first = lines(&out, 1).await;
+    assert!(first[0].ends_with(" v1"), "{first:?}");
+
+    // The orphan came to exec (the subreaper) and is reaped when it ends: no zombie is left.
+    let orphan_pid = std::fs::read_to_string(&orphan).unwrap().trim().to_string();
+    let stat = format!("/proc/{orphan_pid}/stat");
+    let ppid = |s: &str| {
+        s.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .map(String::from)
+    };
+    if let Ok(s) = std::fs::read_to_string(&stat) {
+        assert_eq!(ppid(&s), Some(agent.id().to_string()), "{s}");
+    }
+    let mut gone = false;
+    for _ in 0..500 {
+        if !std::path::Path::new(&stat).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gone,
+        "the orphan was not reaped: {:?}",
+        std::fs::read_to_string(&stat)
+    );
+
+    signal(agent.id(), "-USR1");
+    assert_eq!(lines(&out, 2).await[1], "usr1");
+
+    put_secret(&name, "v2").await;
+    assert_eq!(lines(&out, 3).await[2], "hup", "signalled, not restarted");
+
+    signal(agent.id(), "-TERM");
+    assert_eq!(exit_code(agent).await, Some(7));
+    assert_eq!(lines(&out, 4).await[3], "term");
+    let _ = std::fs::remove_dir_all(&dir);
+}

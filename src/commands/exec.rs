@@ -10,6 +10,10 @@
 //! Exit codes before COMMAND runs: 64 a malformed placeholder or bad settings, 78 a placeholder
 //! that could not be resolved (one line per problem on stderr, naming the variable and the id,
 //! never a value), 126 COMMAND cannot be executed, 127 COMMAND not found.
+//!
+//! With `--on-rotation`, exec stays the parent of COMMAND instead (see `supervise`).
+
+mod supervise;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,7 +26,9 @@ use super::fetch::{describe, fetch_all, Fetcher};
 use super::placeholder::{extract, Template};
 use crate::backend::Key;
 use crate::config::{Config, Env};
+use crate::error::Error;
 use crate::EXIT_USAGE;
+pub use supervise::OnRotation;
 
 /// A placeholder could not be resolved (BSD `EX_CONFIG`).
 pub const EXIT_UNRESOLVED: u8 = 78;
@@ -53,6 +59,17 @@ pub struct Args {
     /// Print which variables would be resolved from which ids (no values), then exit 0.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stay the parent of COMMAND and act when a referenced secret or parameter gets a new
+    /// version: `restart` (with the new values) or `signal:SIG` (e.g. signal:HUP).
+    #[arg(long, value_name = "restart|signal:SIG", value_parser = OnRotation::parse)]
+    pub on_rotation: Option<OnRotation>,
+    /// With --on-rotation: at least this many seconds between two actions (default 60).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub min_interval: u64,
+    /// With --on-rotation: wait a random 0..SECONDS before acting, so a fleet does not restart
+    /// at once (default 30).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub jitter: u64,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -89,6 +106,16 @@ pub fn run(
             println!("{name} <- {}", refs.join(", "));
         }
         return 0;
+    }
+    if args.on_rotation.is_some() {
+        let settings = match config.and_then(|c| Settings::new(&args, c, env)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("secrets-agent exec: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        return supervise::run(args, templates, settings, env, vars);
     }
     let mut resolved: HashMap<String, String> = HashMap::new();
     if !templates.is_empty() {
@@ -184,17 +211,30 @@ fn resolve(
         .map_err(|e| vec![format!("cannot start the async runtime: {e}")])?;
     let fetcher =
         Arc::new(Fetcher::choose(settings.source, &settings.config, env).map_err(|e| vec![e])?);
+    let bodies = runtime.block_on(fetch_all(fetcher, keys(templates), settings.timeout));
+    // Nothing may outlive the fetches: a resolver thread stuck on DNS must not delay the exec.
+    runtime.shutdown_background();
+    fill(templates, &bodies, &settings)
+}
+
+/// Every distinct key the templates reference, in order.
+fn keys(templates: &[(String, Template)]) -> Vec<Key> {
     let mut keys: Vec<Key> = Vec::new();
     for r in templates.iter().flat_map(|(_, t)| t.refs()) {
         if !keys.contains(&r.key) {
             keys.push(r.key.clone());
         }
     }
-    let timeout = settings.timeout;
-    let bodies = runtime.block_on(fetch_all(fetcher, keys, timeout));
-    // Nothing may outlive the fetches: a resolver thread stuck on DNS must not delay the exec.
-    runtime.shutdown_background();
+    keys
+}
 
+/// Fills each template from the fetched bodies (a key missing from `bodies` timed out).
+fn fill(
+    templates: &[(String, Template)],
+    bodies: &HashMap<Key, Result<bytes::Bytes, Error>>,
+    settings: &Settings,
+) -> Result<HashMap<String, String>, Vec<String>> {
+    let timeout = settings.timeout;
     let mut values = HashMap::new();
     let mut problems = Vec::new();
     for (name, t) in templates {
