@@ -309,10 +309,13 @@ fn log_proxies() {
     ] {
         let dst = http::Uri::from_static(dst);
         if let Some(proxy) = matcher.intercept(&dst) {
-            let proxy = proxy.uri();
+            // The matcher keeps the credentials apart: its URI has none.
+            let uri = proxy.uri();
+            let authority = uri.authority().map_or("", |a| a.as_str());
+            let shown = format!("{}://{authority}", uri.scheme_str().unwrap_or("http"));
             tracing::info!(
                 scheme,
-                proxy = %format_args!("{}://{}", proxy.scheme_str().unwrap_or("http"), proxy.authority().map_or("", |a| a.as_str())),
+                proxy = %shown,
                 "AWS calls go through a proxy (hosts in NO_PROXY go direct)"
             );
         }
