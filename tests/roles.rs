@@ -307,3 +307,42 @@ async fn a_failed_renewal_keeps_the_current_credentials_until_they_expire() {
     assert!(r.json()["message"].as_str().unwrap().contains(ROLE_A));
     agent.stop().await;
 }
+
+/// Issue 22.4 with roles: `/secretsmanager/batch?...&roleArn=` reads every id as the role, in one
+/// BatchGetSecretValue, into the role's own cache entries (a single read as the role is a hit).
+#[tokio::test]
+async fn the_batch_route_reads_as_the_role() {
+    let agent = TestAgent::start(|_| {}).await;
+    let a = unique("roles/batch-a");
+    let b = unique("roles/batch-b");
+    for n in [&a, &b] {
+        create_secret(n, "own").await;
+        create_secret_as(ROLE_A, n, "in-a").await;
+    }
+    agent.proxy.reset_counts();
+    let r = agent
+        .get(&format!(
+            "/secretsmanager/batch?secretId={}&secretId={}&roleArn={}",
+            enc(&a),
+            enc(&b),
+            enc(ROLE_A)
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let values = r.json()["SecretValues"].as_array().unwrap().clone();
+    assert_eq!(values.len(), 2, "{}", r.text());
+    assert!(values.iter().all(|v| v["SecretString"] == "in-a"));
+    assert_eq!(agent.proxy.count("AssumeRole"), 1);
+    assert_eq!(agent.proxy.count("BatchGetSecretValue"), 1);
+    let single = agent.get(&get_as(&a, ROLE_A)).await;
+    assert_eq!(single.header("x-cache"), Some("hit"));
+    let own = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&a)))
+        .await;
+    assert_eq!(
+        own.json()["SecretString"],
+        "own",
+        "the agent's own entry is apart"
+    );
+    agent.stop().await;
+}
