@@ -139,6 +139,17 @@ pub trait Backend: Send + Sync + 'static {
         role: Option<Arc<str>>,
         ids: Vec<String>,
     ) -> impl Future<Output = Vec<(String, Result<Fetched, Error>)>> + Send;
+
+    /// Fetches (AWSCURRENT) every secret carrying one of `tag_keys`, at most `limit` of them,
+    /// each with its name. The default finds none.
+    fn fetch_tagged(
+        &self,
+        tag_keys: Vec<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(String, Fetched)>, Error>> + Send {
+        let _ = (tag_keys, limit);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// Secrets Manager and SSM through the AWS SDK.
@@ -188,6 +199,8 @@ enum Source {
     Environment {
         region: Option<String>,
         validate_credentials: bool,
+        /// `credentials_file_path`: credentials from this file instead of the standard chain.
+        credentials_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -201,7 +214,15 @@ impl LazyClients {
                 Source::Environment {
                     region,
                     validate_credentials,
-                } => Clients::from_environment(region.clone(), *validate_credentials).await,
+                    credentials_file,
+                } => {
+                    Clients::from_environment(
+                        region.clone(),
+                        *validate_credentials,
+                        credentials_file.clone(),
+                    )
+                    .await
+                }
             }
         })
         .await
@@ -253,10 +274,16 @@ impl Clients {
     }
 
     /// Region, credentials and endpoint from the standard chain.
-    async fn from_environment(region: Option<String>, validate_credentials: bool) -> Self {
+    async fn from_environment(
+        region: Option<String>,
+        validate_credentials: bool,
+        credentials_file: Option<std::path::PathBuf>,
+    ) -> Self {
         let started = std::time::Instant::now();
         log_proxies();
-        let sdk = load_sdk_config(region).await;
+        // A credentials file that is not there yet is reported by its provider instead.
+        let validate_credentials = validate_credentials && credentials_file.is_none();
+        let sdk = load_sdk_config(region, credentials_file).await;
         if validate_credentials {
             check_credentials(&sdk);
         }
@@ -323,11 +350,22 @@ fn log_proxies() {
 }
 
 /// Region, credentials and endpoint from the standard chain (`region`, when given, wins).
-async fn load_sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+/// With a credentials file, credentials come from it alone, and the SDK keeps no identity
+/// cache: each call asks the file's provider, which re-reads the file only when it changed.
+async fn load_sdk_config(
+    region: Option<String>,
+    credentials_file: Option<std::path::PathBuf>,
+) -> aws_config::SdkConfig {
+    let http = https_client();
     let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http.clone());
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(path) = credentials_file {
+        loader = loader
+            .credentials_provider(crate::credentials_file::FileCredentials::new(path, http))
+            .identity_cache(aws_config::identity::IdentityCache::no_cache());
     }
     loader.load().await
 }
@@ -371,6 +409,7 @@ impl AwsBackend {
         let source = Source::Environment {
             region: config.region.clone(),
             validate_credentials: config.validate_credentials,
+            credentials_file: config.credentials_file.clone(),
         };
         Self::with_clients(config, metrics, OnceCell::new(), source)
     }
@@ -641,6 +680,61 @@ impl AwsBackend {
     }
 }
 
+impl AwsBackend {
+    /// One page of the secrets carrying `tag_key` (a prefix match, case-sensitive, as AWS's
+    /// `tag-key` filter does): the secrets with their names, and the next page's token.
+    async fn tagged_page(
+        &self,
+        tag_key: &str,
+        page_size: i32,
+        token: Option<String>,
+    ) -> Result<(Vec<(String, Fetched)>, Option<String>), Error> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        const OP: &str = "BatchGetSecretValue";
+        let filter = Filter::builder()
+            .key(FilterNameStringType::TagKey)
+            .values(tag_key)
+            .build();
+        let out = self
+            .call(OP, self.secrets_timeout, async {
+                self.clients(None)
+                    .await?
+                    .secrets
+                    .batch_get_secret_value()
+                    .filters(filter)
+                    .max_results(page_size)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+            })
+            .await?;
+        for e in out.errors.unwrap_or_default() {
+            tracing::warn!(
+                secret_id = ?e.secret_id.unwrap_or_default(),
+                error = ?e.error_code.unwrap_or_default(),
+                tag_key,
+                "a tagged secret could not be prefetched"
+            );
+        }
+        let mut found = Vec::new();
+        for v in out.secret_values.unwrap_or_default() {
+            let Some(name) = v.name.clone() else { continue };
+            let fetched = secret_body(SecretFields {
+                arn: v.arn,
+                name: v.name,
+                version_id: v.version_id,
+                secret_string: v.secret_string,
+                secret_binary: v.secret_binary.map(|b| b.into_inner()),
+                version_stages: v.version_stages,
+                created_date: v.created_date,
+            });
+            found.push((name, fetched));
+        }
+        Ok((found, out.next_token.filter(|t| !t.is_empty())))
+    }
+}
+
 /// True for an AWS "you may not call this" answer.
 fn is_access_denied(e: &Error) -> bool {
     matches!(
@@ -762,6 +856,42 @@ impl Backend for AwsBackend {
             results.extend(answered);
         }
         results
+    }
+
+    /// One paginated BatchGetSecretValue per tag key (AWS ANDs the filters of one call, and a
+    /// secret needs only one of the keys); a secret carrying two keys is kept once.
+    async fn fetch_tagged(
+        &self,
+        tag_keys: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, Fetched)>, Error> {
+        let mut found: Vec<(String, Fetched)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        'keys: for key in &tag_keys {
+            let mut token = None;
+            loop {
+                let room = limit.saturating_sub(found.len()).min(BATCH_SIZE);
+                if room == 0 {
+                    tracing::warn!(
+                        limit,
+                        "tag prefetch stopped at the prefetch's share of the cache \
+                         (cache_size × cache_buffer_ratio); the rest are fetched on first read"
+                    );
+                    break 'keys;
+                }
+                let (page, next) = self.tagged_page(key, room as i32, token).await?;
+                for (name, fetched) in page {
+                    if seen.insert(name.clone()) {
+                        found.push((name, fetched));
+                    }
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -645,6 +645,64 @@ impl<B: Backend> Cache<B> {
         }
     }
 
+    /// Fetches every secret carrying one of `tag_keys` at start, at most `limit` (after the
+    /// same random delay as [`Cache::prefetch`]), and caches each under its name. The ids are
+    /// not known before the answer, so a read that arrives first fetches on its own; a value a
+    /// read already brought is kept.
+    pub fn prefetch_tagged(&self, tag_keys: Vec<String>, limit: usize, jitter: Duration) {
+        if tag_keys.is_empty() || self.inner.settings.capacity == 0 {
+            return;
+        }
+        if limit == 0 {
+            tracing::warn!(
+                tag_keys = ?tag_keys,
+                "tag prefetch skipped: the listed ids fill the prefetch's share of the cache \
+                 (raise cache_buffer_ratio or cache_size)"
+            );
+            return;
+        }
+        let delay = jitter.mul_f64(random_unit());
+        self.inner.prefetching.send_modify(|n| *n += 1);
+        let cache = self.clone();
+        self.spawn(async move {
+            let _done = PrefetchDone(&cache.inner.prefetching);
+            tokio::time::sleep(delay).await;
+            match cache
+                .inner
+                .backend
+                .fetch_tagged(tag_keys.clone(), limit)
+                .await
+            {
+                Ok(found) => {
+                    let count = found.len();
+                    for (name, fetched) in found {
+                        cache.store_prefetched(Key::secret(name, None, None), fetched);
+                    }
+                    tracing::info!(secrets = count, tag_keys = ?tag_keys, "tag prefetch done");
+                }
+                Err(e) => tracing::warn!(
+                    tag_keys = ?tag_keys,
+                    error = ?e.to_string(),
+                    "tag prefetch failed (it needs secretsmanager:BatchGetSecretValue and \
+                     secretsmanager:ListSecrets); the secrets are fetched on first read"
+                ),
+            }
+        });
+    }
+
+    /// Caches a prefetched value unless the slot already has one or a fetch in flight.
+    fn store_prefetched(&self, key: Key, fetched: Fetched) {
+        let busy = self
+            .state()
+            .map
+            .get(&key)
+            .is_some_and(|slot| slot.value.is_some() || slot.inflight.is_some());
+        if !busy {
+            let (_tx, marker) = watch::channel(None);
+            let _ = self.finish(&key, &marker, Ok(Refreshed::New(fetched)), None);
+        }
+    }
+
     /// Starts background refreshes of every entry past its refresh-ahead point. In Lambda this
     /// runs when an INVOKE arrives, since no timer runs while the process is frozen.
     pub fn refresh_due(&self) -> usize {

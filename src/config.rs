@@ -127,6 +127,12 @@ pub struct Config {
     /// Share of `cache_size` the prefetch may fill (the AWS provider's `cache_buffer_ratio`):
     /// ids past `max(1, cache_size × share)` are not prefetched.
     pub prefetch_cache_share: f64,
+    /// Tag keys: every secret carrying one of them is prefetched at start (3.x `filter_tags`).
+    pub prefetch_tags: Vec<String>,
+    /// AWS credentials from this file (standard credentials-file format, `[default]` profile),
+    /// re-read when it changes, instead of the SDK's default chain (3.x
+    /// `credentials_file_path`).
+    pub credentials_file: Option<PathBuf>,
     /// Generate a random token and write it here (mode 0444).
     pub token_file: Option<PathBuf>,
     pub header_timeout: Duration,
@@ -225,6 +231,8 @@ impl Default for Config {
             prefetch_parameters: Vec::new(),
             prefetch_jitter: Duration::ZERO,
             prefetch_cache_share: 0.8,
+            prefetch_tags: Vec::new(),
+            credentials_file: None,
             token_file: None,
             header_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(5),
@@ -300,6 +308,7 @@ const KNOWN_ENV: &[&str] = &[
     "SECRETS_AGENT_TOKEN_FILE",
     "SECRETS_AGENT_PREFETCH",
     "SECRETS_AGENT_PREFETCH_PARAMETERS",
+    "SECRETS_AGENT_PREFETCH_TAGS",
     "SECRETS_AGENT_REFRESH_RATIO",
     "SECRETS_AGENT_MAX_STALE_SECONDS",
     "SECRETS_AGENT_NEGATIVE_CACHE_SECONDS",
@@ -387,6 +396,10 @@ const NESTED_KEYS: &[(&str, &str)] = &[
     ("prefetch.max_jitter_seconds", "max_jitter_seconds"),
     ("prefetch.secrets", "prefetch"),
     ("prefetch.filter_tags", "filter_tags"),
+    (
+        "capabilities.secrets_manager.credentials_file_path",
+        "credentials_file_path",
+    ),
 ];
 
 /// Collects problems while values are parsed.
@@ -881,10 +894,24 @@ impl Config {
                         ));
                     }
                 }
-                "filter_tags" => p.push(format!(
-                    "{name}: tag-based prefetch is not supported; list the ids under \
-                     capabilities.secrets_manager.prefetch.secrets instead"
-                )),
+                "filter_tags" | "prefetch_tags" => {
+                    if let Some(v) = p.strings(name, raw) {
+                        if let Some(tags) = tag_keys(name, v, p) {
+                            config.prefetch_tags = tags;
+                        }
+                    }
+                }
+                "credentials_file_path" => {
+                    if let Some(s) = p.string(name, raw) {
+                        if s.trim().is_empty() {
+                            p.push(format!(
+                                "{name} = {raw}: must be the path of an AWS credentials file"
+                            ));
+                        } else {
+                            config.credentials_file = Some(PathBuf::from(s));
+                        }
+                    }
+                }
                 other => p.push(format!(
                     "{name}: unknown key {other:?}; see the README's settings table for the keys \
                      secrets-agent understands"
@@ -1005,6 +1032,11 @@ fn toml_settings(
                     }
                     ids
                 }
+                None => continue,
+            }
+        } else if key == "filter_tags" {
+            match filter_tags_from_toml(&path, value, problems) {
+                Some(r) => r,
                 None => continue,
             }
         } else {
@@ -1309,6 +1341,83 @@ fn check_roles(config: &mut Config, settings: &[Setting], env: &Env, problems: &
     }
 }
 
+/// `filter_tags = [{ key = "Team" }, ...]` (3.x) or `["Team", ...]`.
+fn filter_tags_from_toml(path: &str, value: &toml::Value, problems: &mut Problems) -> Option<Raw> {
+    let Some(items) = value.as_array() else {
+        problems.push(format!(
+            "{path} = {}: must be a list such as [{{ key = \"Team\" }}]",
+            Raw::from(value)
+        ));
+        return None;
+    };
+    let mut keys = Vec::new();
+    for item in items {
+        match item {
+            toml::Value::String(s) => keys.push(Raw::Str(s.clone())),
+            toml::Value::Table(t) => {
+                if t.contains_key("role_arn") {
+                    problems.push(format!(
+                        "{path}: role_arn is not supported in a tag filter (the agent's own \
+                         credentials read the tagged secrets); remove it"
+                    ));
+                    return None;
+                }
+                if let Some(unknown) = t.keys().find(|k| *k != "key") {
+                    problems.push(format!(
+                        "{path}: unknown key {unknown:?} in a tag filter; only key is allowed"
+                    ));
+                    return None;
+                }
+                match t.get("key").and_then(|v| v.as_str()) {
+                    Some(k) => keys.push(Raw::Str(k.to_string())),
+                    None => {
+                        problems.push(format!("{path}: each entry needs key = \"...\""));
+                        return None;
+                    }
+                }
+            }
+            other => {
+                problems.push(format!(
+                    "{path}: entry {} must be a string or {{ key = \"...\" }}",
+                    Raw::from(other)
+                ));
+                return None;
+            }
+        }
+    }
+    Some(Raw::List(keys))
+}
+
+/// Tag keys as Secrets Manager's `tag-key` filter takes them: 1 to 512 characters of its
+/// pattern. A leading `!` (the filter's negation) is refused: it would prefetch every secret
+/// *without* the tag.
+fn tag_keys(name: &str, keys: Vec<String>, p: &mut Problems) -> Option<Vec<String>> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " :_@/+=.-".contains(c);
+    for k in &keys {
+        if k.starts_with('!') {
+            p.push(format!(
+                "{name}: tag key {k:?} starts with '!', which Secrets Manager reads as \
+                 \"without this tag\"; give the tag key itself"
+            ));
+            return None;
+        }
+        if k.len() > 512 || !k.chars().all(allowed) {
+            p.push(format!(
+                "{name}: tag key {k:?} is not one Secrets Manager can filter by: use at most \
+                 512 letters, digits, spaces and : _ @ / + = . -"
+            ));
+            return None;
+        }
+    }
+    let mut unique = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !unique.contains(&k) {
+            unique.push(k);
+        }
+    }
+    Some(unique)
+}
+
 /// The environment variables of the AWS extension and our own.
 fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<String>) {
     const MAP: &[(&str, &str)] = &[
@@ -1334,6 +1443,7 @@ fn env_settings(env: &Env, settings: &mut Vec<Setting>, warnings: &mut Vec<Strin
         ("SECRETS_AGENT_TOKEN_FILE", "token_file"),
         ("SECRETS_AGENT_PREFETCH", "prefetch"),
         ("SECRETS_AGENT_PREFETCH_PARAMETERS", "prefetch_parameters"),
+        ("SECRETS_AGENT_PREFETCH_TAGS", "prefetch_tags"),
         ("SECRETS_AGENT_REFRESH_RATIO", "refresh_ratio"),
         ("SECRETS_AGENT_MAX_STALE_SECONDS", "max_stale_seconds"),
         (
@@ -1986,6 +2096,93 @@ colour = "red"
         for bad in ["", "0o", "8", "4755", "rw-r--r--", "-1"] {
             assert!(parse_file_mode(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Issue 19: tag prefetch in the 3.x nested and flat layouts, our flat key and variable.
+    #[test]
+    fn prefetch_tags_in_every_layout() {
+        let nested = load(
+            Some(
+                r#"
+                [capabilities.secrets_manager.prefetch]
+                filter_tags = [{ key = "Team" }, { key = "Env" }, { key = "Team" }]
+                "#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(nested.prefetch_tags, vec!["Team", "Env"]);
+        let tables = load(
+            Some(
+                r#"
+                [[capabilities.secrets_manager.prefetch.filter_tags]]
+                key = "Team"
+                "#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(tables.prefetch_tags, vec!["Team"]);
+        // The 3.x flat layout: a root [prefetch] table.
+        let flat = load(
+            Some(
+                r#"
+                http_port = 2775
+                [prefetch]
+                max_jitter_seconds = 2
+                secrets = [{ secret_id = "db" }]
+                filter_tags = [{ key = "Env" }]
+                "#,
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(flat.prefetch_tags, vec!["Env"]);
+        assert_eq!(flat.prefetch_secrets, vec!["db"]);
+        assert_eq!(flat.prefetch_jitter, Duration::from_secs(2));
+        let ours = load(Some(r#"prefetch_tags = ["a:b", "c"]"#), &[]).unwrap();
+        assert_eq!(ours.prefetch_tags, vec!["a:b", "c"]);
+        let env_var = load(None, &[("SECRETS_AGENT_PREFETCH_TAGS", "x, y")]).unwrap();
+        assert_eq!(env_var.prefetch_tags, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn bad_tag_filters_are_named() {
+        for (toml, expect) in [
+            (r#"prefetch_tags = ["!Team"]"#, "starts with '!'"),
+            (r#"prefetch_tags = ["a#b"]"#, "not one Secrets Manager can filter by"),
+            (
+                "[capabilities.secrets_manager.prefetch]\nfilter_tags = [{ key = \"T\", role_arn = \"arn:aws:iam::1:role/r\" }]",
+                "role_arn is not supported in a tag filter",
+            ),
+            (
+                "[capabilities.secrets_manager.prefetch]\nfilter_tags = [{ name = \"T\" }]",
+                "unknown key \"name\" in a tag filter",
+            ),
+            (
+                "[capabilities.secrets_manager.prefetch]\nfilter_tags = \"T\"",
+                "must be a list",
+            ),
+        ] {
+            let e = load(Some(toml), &[]).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{toml}: {e}");
+            assert!(e.0[0].contains(expect), "{toml}: {e}");
+        }
+    }
+
+    /// Issue 19: `credentials_file_path` in both layouts (it stopped the agent at start before).
+    #[test]
+    fn credentials_file_path_in_both_layouts() {
+        let flat = load(Some(r#"credentials_file_path = "/run/creds""#), &[]).unwrap();
+        assert_eq!(flat.credentials_file, Some(PathBuf::from("/run/creds")));
+        let nested = load(
+            Some("[capabilities.secrets_manager]\ncredentials_file_path = \"/run/c2\""),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(nested.credentials_file, Some(PathBuf::from("/run/c2")));
+        let e = load(Some(r#"credentials_file_path = """#), &[]).unwrap_err();
+        assert!(e.0[0].contains("must be the path"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
+//!   `credentials_file`: credentials from a file that is re-read when it changes.
 //! - `roles`: roles assumed for callers (`roleArn`): STS credentials per role, renewed before
 //!   they expire, bounded by `max_roles`.
 //! - `clock`: wall-clock time behind a trait (tests move it by hand).
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod credentials_file;
 pub mod error;
 pub mod logging;
 pub mod metrics;
@@ -125,6 +127,8 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
              fetched on first read instead (raise cache_buffer_ratio or cache_size)"
         );
     }
+    // Tagged secrets fill what the listed ids leave of the prefetch's share, as in 3.x.
+    let tag_limit = limit.saturating_sub(secrets.len() + parameters.len());
     app.cache
         .prefetch(secrets, parameters, config.prefetch_jitter);
     for (role, ids) in &config.prefetch_role_secrets {
@@ -132,6 +136,11 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
         app.cache
             .prefetch_as(role.as_str().into(), ids, config.prefetch_jitter);
     }
+    app.cache.prefetch_tagged(
+        config.prefetch_tags.clone(),
+        tag_limit,
+        config.prefetch_jitter,
+    );
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
 }

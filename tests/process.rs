@@ -411,6 +411,87 @@ async fn no_credentials_give_a_short_502_and_the_detail_in_the_log() {
     assert!(log.contains("could not be sent"), "{log}");
 }
 
+/// Issue 19: `credentials_file_path` (the AWS agent 2.1 / 3.x key, in the nested layout here).
+/// The agent starts without the file; calls fail, unsent, until it appears; then each call
+/// signs with the keys the file holds now: a rewrite is used by the next call. A file open to
+/// others is warned about.
+#[tokio::test]
+async fn credentials_come_from_the_file_and_follow_its_rewrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let proxy = Proxy::start().await;
+    let name = unique("creds-file");
+    create_secret(&name, "file-creds-value").await;
+    let dir = std::env::temp_dir().join(unique("sa-credfile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = dir.join("credentials");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capabilities.secrets_manager]\ncredentials_file_path = {:?}\n",
+            creds.display().to_string()
+        ),
+    )
+    .unwrap();
+    let write = |key: &str, mode: u32| {
+        // As IAM Roles Anywhere's helper does: a new file renamed over the old one.
+        let tmp = dir.join("credentials.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                "[default]\naws_access_key_id = {key}\naws_secret_access_key = s3cr3t\n\
+                 aws_session_token = token-{key}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, &creds).unwrap();
+    };
+    let port = free_port();
+    let mut cmd = command(&proxy.url);
+    cmd.arg("--config")
+        .arg(&config)
+        .env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("credentials_file_path does not exist yet");
+    agent.wait_for_log("secrets-agent is serving");
+    let url = |refresh: bool| {
+        format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={name}&refreshNow={refresh}")
+    };
+    let read = |refresh: bool| {
+        let u = url(refresh);
+        async move { get(&u, &[("X-Aws-Parameters-Secrets-Token", TOKEN)]).await }
+    };
+
+    let r = read(false).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(proxy.access_keys().is_empty(), "nothing is sent unsigned");
+
+    write("AKIDFIRSTFILE", 0o644);
+    let r = read(true).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["SecretString"], "file-creds-value");
+    assert_eq!(proxy.access_keys(), vec!["AKIDFIRSTFILE"]);
+    agent.wait_for_log("open to others than its owner");
+
+    write("AKIDSECONDFILE", 0o600);
+    let r = read(true).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        proxy.access_keys().last().map(String::as_str),
+        Some("AKIDSECONDFILE")
+    );
+    // The environment's keys (AWS_ACCESS_KEY_ID=testing) were never used.
+    assert!(!proxy.access_keys().iter().any(|k| k == "testing"));
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        !log.contains("s3cr3t") && !log.contains("token-AKID"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Ids and query-parameter names arrive percent-decoded; in the log they are escaped, so `%0A`
 /// cannot forge a log line and ESC sequences never reach a terminal. Text and JSON formats.
 #[tokio::test]

@@ -243,6 +243,108 @@ async fn prefetch_batches_secrets_and_reads_wait_for_it() {
     agent.stop().await;
 }
 
+/// Creates a string secret carrying `tag_keys` (each with the value "v").
+async fn create_tagged(name: &str, value: &str, tag_keys: &[&str]) {
+    let mut req = secrets_client()
+        .await
+        .create_secret()
+        .name(name)
+        .secret_string(value);
+    for k in tag_keys {
+        req = req.tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(*k)
+                .value("v")
+                .build(),
+        );
+    }
+    req.send().await.expect("create tagged secret");
+}
+
+/// A tag key no other test's key starts with (AWS matches tag keys by prefix).
+fn unique_tag(prefix: &str) -> String {
+    format!("{}-end", unique(prefix))
+}
+
+/// Issue 19: of 30 secrets, the 10 carrying the tag key are cached before the first read, by
+/// one BatchGetSecretValue page; reading them calls no GetSecretValue.
+#[tokio::test]
+async fn tag_prefetch_caches_only_the_tagged_secrets() {
+    let agent = TestAgent::start(|_| {}).await;
+    let tag = unique_tag("team");
+    let mut names = Vec::new();
+    for i in 0..30 {
+        let n = unique(&format!("res-tag{i}"));
+        let tags: &[&str] = if i % 3 == 0 { &[tag.as_str()] } else { &[] };
+        create_tagged(&n, &format!("value-{i}"), tags).await;
+        names.push(n);
+    }
+    agent
+        .app
+        .cache
+        .prefetch_tagged(vec![tag], 800, Duration::ZERO);
+    assert!(agent.app.cache.settle(Duration::from_secs(30)).await);
+    assert_eq!(
+        agent.proxy.count("BatchGetSecretValue"),
+        1,
+        "10 secrets: one page"
+    );
+    for (i, n) in names.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        let r = agent
+            .get(&format!("/secretsmanager/get?secretId={n}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["SecretString"], format!("value-{i}"));
+        assert_eq!(r.header("x-cache"), Some("hit"), "{n}");
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    // An untagged secret was not prefetched.
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={}", names[1]))
+        .await;
+    assert_eq!(r.header("x-cache"), Some("miss"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 1);
+    agent.stop().await;
+}
+
+/// Issue 19: two tag keys are two paginated sequences (AWS ANDs the filters of one call): 25
+/// secrets under one key are 2 pages (20 + 5), 3 under the other 1 page; a secret with both
+/// keys is cached once.
+#[tokio::test]
+async fn tag_prefetch_follows_pages_for_each_key() {
+    let agent = TestAgent::start(|_| {}).await;
+    let (a, b) = (unique_tag("app"), unique_tag("env"));
+    let mut names = Vec::new();
+    for i in 0..26 {
+        let n = unique(&format!("res-page{i}"));
+        let tags: Vec<&str> = match i {
+            0..=22 => vec![a.as_str()],
+            23 | 24 => vec![a.as_str(), b.as_str()],
+            _ => vec![b.as_str()],
+        };
+        create_tagged(&n, &format!("value-{i}"), &tags).await;
+        names.push(n);
+    }
+    agent
+        .app
+        .cache
+        .prefetch_tagged(vec![a, b], 800, Duration::ZERO);
+    assert!(agent.app.cache.settle(Duration::from_secs(30)).await);
+    assert_eq!(
+        agent.proxy.count("BatchGetSecretValue"),
+        3,
+        "2 pages + 1 page"
+    );
+    for n in &names {
+        let r = agent
+            .get(&format!("/secretsmanager/get?secretId={n}"))
+            .await;
+        assert_eq!(r.header("x-cache"), Some("hit"), "{n}");
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn slow_clients_do_not_block_others_and_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

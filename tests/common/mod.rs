@@ -253,6 +253,8 @@ struct ProxyState {
     fault: Option<(Fault, Option<String>)>,
     /// Roles whose AssumeRole is answered AccessDenied (moto checks no trust policy).
     denied_roles: Vec<String>,
+    /// The access key id each request was signed with, in order (unsigned: "").
+    access_keys: Vec<String>,
 }
 
 /// A pass-through proxy to moto that counts requests by operation (`X-Amz-Target`, or the
@@ -283,6 +285,11 @@ impl Proxy {
     pub fn count(&self, operation: &str) -> u64 {
         let st = self.state.lock().unwrap();
         st.counts.get(operation).copied().unwrap_or(0)
+    }
+
+    /// The access key id of each request seen, in order (from its SigV4 Authorization header).
+    pub fn access_keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().access_keys.clone()
     }
 
     pub fn reset_counts(&self) {
@@ -384,6 +391,7 @@ async fn forward(
     let fault = {
         let mut st = state.lock().unwrap();
         *st.counts.entry(op.clone()).or_default() += 1;
+        st.access_keys.push(access_key.clone());
         *st.by_key.entry((op.clone(), access_key)).or_default() += 1;
         match &st.fault {
             Some((f, None)) => f.clone(),
