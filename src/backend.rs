@@ -31,6 +31,8 @@ use crate::roles::{Assumed, HeldCredentials, RoleCredentials, Roles};
 pub enum Kind {
     Secret,
     Parameter,
+    /// An ACM certificate with its chain and private key (`render`'s `awsacm:` sources).
+    Certificate,
 }
 
 /// What is cached: one answer of one service for one selector.
@@ -79,6 +81,18 @@ impl Key {
         match (&self.version, &self.label) {
             (None, None) => Some("AWSCURRENT".into()),
             (_, label) => label.clone(),
+        }
+    }
+
+    /// An ACM certificate by its ARN.
+    pub fn certificate(arn: impl Into<String>) -> Self {
+        Key {
+            kind: Kind::Certificate,
+            id: arn.into(),
+            version: None,
+            label: None,
+            decrypt: false,
+            role: None,
         }
     }
 
@@ -181,6 +195,7 @@ struct Clients {
     ssm: aws_sdk_ssm::Client,
     /// What they were built from: the base of the clients of assumed roles.
     sdk: Arc<aws_config::SdkConfig>,
+    acm: aws_sdk_acm::Client,
 }
 
 /// The clients, and what building them again needs.
@@ -243,12 +258,16 @@ impl Clients {
             .retry_config(retry.clone())
             .build();
         let ssm_conf = aws_sdk_ssm::config::Builder::from(sdk)
+            .retry_config(retry.clone())
+            .build();
+        let acm_conf = aws_sdk_acm::config::Builder::from(sdk)
             .retry_config(retry)
             .build();
         Clients {
             secrets: aws_sdk_secretsmanager::Client::from_conf(sm_conf),
             ssm: aws_sdk_ssm::Client::from_conf(ssm_conf),
             sdk: Arc::new(sdk.clone()),
+            acm: aws_sdk_acm::Client::from_conf(acm_conf),
         }
     }
 
@@ -735,6 +754,76 @@ impl AwsBackend {
     }
 }
 
+impl AwsBackend {
+    /// A certificate: DescribeCertificate first, and with `previous` of the same serial,
+    /// `Unchanged` (a renewal gives a new serial at the same ARN); otherwise ExportCertificate
+    /// under a fresh passphrase, the key decrypted at once.
+    async fn certificate(
+        &self,
+        key: &Key,
+        previous: Option<Arc<Fetched>>,
+    ) -> Result<Refreshed, Error> {
+        const DESCRIBE: &str = "DescribeCertificate";
+        const EXPORT: &str = "ExportCertificate";
+        let timeout = self.secrets_timeout;
+        let described = self
+            .call(DESCRIBE, timeout, async {
+                self.clients(None)
+                    .await?
+                    .acm
+                    .describe_certificate()
+                    .certificate_arn(&key.id)
+                    .send()
+                    .await
+                    .map_err(|e| classify(DESCRIBE, timeout, e))
+            })
+            .await?;
+        let serial = described.certificate.and_then(|c| c.serial);
+        if let (Some(prev), Some(now)) = (&previous, &serial) {
+            if prev.version.as_deref() == Some(now.as_str()) {
+                return Ok(Refreshed::Unchanged);
+            }
+        }
+        let unusable = |detail: String| Error::Unreachable {
+            operation: EXPORT,
+            detail,
+        };
+        let passphrase = crate::acm::passphrase().map_err(unusable)?;
+        let out = self
+            .call(EXPORT, timeout, async {
+                self.clients(None)
+                    .await?
+                    .acm
+                    .export_certificate()
+                    .certificate_arn(&key.id)
+                    .passphrase(aws_smithy_types::Blob::new(passphrase.as_bytes()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(EXPORT, timeout, e))
+            })
+            .await?;
+        let (Some(certificate), Some(encrypted)) = (out.certificate, out.private_key) else {
+            return Err(unusable(
+                "the answer has no certificate or no private key".into(),
+            ));
+        };
+        let private_key =
+            crate::acm::decrypt_private_key(&encrypted, &passphrase).map_err(unusable)?;
+        let body = crate::acm::CertificateBody {
+            certificate_arn: key.id.clone(),
+            serial: serial.clone(),
+            certificate,
+            certificate_chain: out.certificate_chain.unwrap_or_default(),
+            private_key,
+        };
+        Ok(Refreshed::New(Fetched {
+            body: body.to_bytes(),
+            version: serial,
+            stages: Vec::new(),
+        }))
+    }
+}
+
 /// True for an AWS "you may not call this" answer.
 fn is_access_denied(e: &Error) -> bool {
     matches!(
@@ -802,6 +891,7 @@ impl Backend for AwsBackend {
     async fn fetch(&self, key: &Key, previous: Option<Arc<Fetched>>) -> Result<Refreshed, Error> {
         match key.kind {
             Kind::Parameter => self.get_parameter(key).await.map(Refreshed::New),
+            Kind::Certificate => self.certificate(key, previous).await,
             Kind::Secret => {
                 if let Some(prev) = previous.filter(|p| p.version.is_some()) {
                     if self.unchanged(key, &prev).await? == Some(true) {

@@ -94,6 +94,7 @@ impl Settings {
         match kind {
             Kind::Secret => self.secrets_ttl,
             Kind::Parameter => self.parameters_ttl,
+            Kind::Certificate => self.secrets_ttl,
         }
     }
 }

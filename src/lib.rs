@@ -7,7 +7,8 @@
 //!   token), `rejection` (requests hyper refuses itself, answered in JSON).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
-//!   `credentials_file`: credentials from a file that is re-read when it changes.
+//!   `credentials_file`: credentials from a file that is re-read when it changes; `acm`: an
+//!   exported certificate's body and its private key decrypted.
 //! - `roles`: roles assumed for callers (`roleArn`): STS credentials per role, renewed before
 //!   they expire, bounded by `max_roles`.
 //! - `clock`: wall-clock time behind a trait (tests move it by hand).
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acm;
 pub mod api;
 pub mod backend;
 pub mod cache;

@@ -530,3 +530,119 @@ async fn the_serving_agent_keeps_files_from_its_config() {
     assert!(stderr(&o).contains("not tmpfs or ramfs"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A private certificate in moto (issued by a private CA, so ExportCertificate allows it).
+async fn private_certificate(acm: &aws_sdk_acm::Client, domain: &str) -> String {
+    acm.request_certificate()
+        .domain_name(domain)
+        .certificate_authority_arn(
+            "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/12345678-1234-1234-1234-123456789012",
+        )
+        .send()
+        .await
+        .expect("request a private certificate")
+        .certificate_arn
+        .expect("certificate arn")
+}
+
+/// What moto exports for `arn`: certificate, chain and the private key decrypted by the
+/// `pkcs8` crate on its own, as each file should hold them.
+async fn exported(acm: &aws_sdk_acm::Client, arn: &str) -> (String, String, String) {
+    use pkcs8::DecodePrivateKey;
+    let out = acm
+        .export_certificate()
+        .certificate_arn(arn)
+        .passphrase(aws_smithy_types::Blob::new("test-passphrase"))
+        .send()
+        .await
+        .expect("export");
+    let key = pkcs8::SecretDocument::from_pkcs8_encrypted_pem(
+        out.private_key().unwrap().trim(),
+        "test-passphrase",
+    )
+    .expect("moto's key decrypts");
+    let pem = |s: &str| format!("{}\n", s.trim());
+    (
+        pem(out.certificate().unwrap()),
+        pem(out.certificate_chain().unwrap()),
+        key.to_pem("PRIVATE KEY", pkcs8::der::pem::LineEnding::LF)
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// Issue 19: `awsacm:` sources write an ACM certificate's parts as PEM files (mode 0400), the
+/// key decrypted; unchanged serials cost a DescribeCertificate only; a renewal (a new
+/// certificate at the same ARN: the proxy answers calls for it with a second certificate, as
+/// moto cannot renew) rewrites the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acm_certificate_files_follow_a_renewal() {
+    let proxy = Proxy::start().await;
+    let acm = aws_sdk_acm::Client::new(&sdk_config(moto_url()).await);
+    let arn = private_certificate(&acm, "app.internal.example").await;
+    let renewed = private_certificate(&acm, "app.internal.example").await;
+    assert_eq!(
+        arn.len(),
+        renewed.len(),
+        "the proxy swaps equal-length ARNs"
+    );
+    let dir = shm_dir("acm");
+    let (cert, chain, key) = (
+        dir.join("cert.pem"),
+        dir.join("chain.pem"),
+        dir.join("key.pem"),
+    );
+    let full = dir.join("fullchain.pem");
+    let specs = [
+        format!("{}=awsacm:{arn}#certificate", cert.display()),
+        format!("{}=awsacm:{arn}#chain", chain.display()),
+        format!("{}=awsacm:{arn}#fullchain", full.display()),
+        format!("{}=awsacm:{arn}#private_key", key.display()),
+    ];
+    let mut args = Vec::new();
+    for s in &specs {
+        args.extend(["--file", s.as_str()]);
+    }
+    let _w = watch(&proxy.url, &dir, &args);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let (c1, ch1, k1) = exported(&acm, &arn).await;
+    eventually(Duration::from_secs(20), "the certificate files", || {
+        read(&key) == k1
+    })
+    .await;
+    assert_eq!(read(&cert), c1);
+    assert_eq!(read(&chain), ch1);
+    assert_eq!(read(&full), format!("{c1}{ch1}"));
+    assert!(c1.starts_with("-----BEGIN CERTIFICATE-----\n"));
+    let cert_text = read(&cert);
+    let (label, der) = pkcs8::der::pem::decode_vec(cert_text.as_bytes()).expect("PEM parses");
+    assert_eq!(label, "CERTIFICATE");
+    assert!(der.len() > 300);
+    let key_text = read(&key);
+    let doc = pkcs8::SecretDocument::from_pem(key_text.trim()).expect("the key parses");
+    assert_eq!(doc.0, "PRIVATE KEY", "unencrypted PKCS#8");
+    pkcs8::PrivateKeyInfo::try_from(doc.1.as_bytes()).expect("a PKCS#8 structure");
+    for p in [&cert, &chain, &full, &key] {
+        assert_eq!(mode(p), 0o400, "{}", p.display());
+    }
+    // Four files, one certificate: one export; refreshes only describe it.
+    let describes = proxy.count("DescribeCertificate");
+    eventually(Duration::from_secs(20), "refreshes", || {
+        proxy.count("DescribeCertificate") >= describes + 3
+    })
+    .await;
+    assert_eq!(proxy.count("ExportCertificate"), 1);
+
+    proxy.rewrite(&arn, &renewed);
+    let (c2, ch2, k2) = exported(&acm, &renewed).await;
+    assert_ne!(k1, k2);
+    eventually(Duration::from_secs(20), "the renewed files", || {
+        read(&key) == k2 && read(&cert) == c2
+    })
+    .await;
+    assert_eq!(read(&full), format!("{c2}{ch2}"));
+    assert_eq!(proxy.count("ExportCertificate"), 2);
+    let log = std::fs::read_to_string(dir.join("render.log")).unwrap();
+    assert!(!log.contains("PRIVATE KEY"), "no key in the log");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

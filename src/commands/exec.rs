@@ -209,9 +209,10 @@ fn resolve(
         .enable_all()
         .build()
         .map_err(|e| vec![format!("cannot start the async runtime: {e}")])?;
-    let fetcher =
-        Arc::new(Fetcher::choose(settings.source, &settings.config, env).map_err(|e| vec![e])?);
-    let bodies = runtime.block_on(fetch_all(fetcher, keys(templates), settings.timeout));
+    let keys = keys(templates);
+    let source = settings.source.for_keys(keys.iter()).map_err(|e| vec![e])?;
+    let fetcher = Arc::new(Fetcher::choose(source, &settings.config, env).map_err(|e| vec![e])?);
+    let bodies = runtime.block_on(fetch_all(fetcher, keys, settings.timeout));
     // Nothing may outlive the fetches: a resolver thread stuck on DNS must not delay the exec.
     runtime.shutdown_background();
     fill(templates, &bodies, &settings)

@@ -30,6 +30,22 @@ pub enum SourceChoice {
     Aws,
 }
 
+impl SourceChoice {
+    /// A running agent serves no ACM certificate (the command exports those itself): with one
+    /// among `keys`, `auto` means AWS and `agent` is refused.
+    pub fn for_keys<'a>(self, mut keys: impl Iterator<Item = &'a Key>) -> Result<Self, String> {
+        if !keys.any(|k| k.kind == Kind::Certificate) {
+            return Ok(self);
+        }
+        match self {
+            SourceChoice::Agent => Err("--source agent: a running agent does not serve ACM \
+                 certificates (awsacm:); use --source aws, or auto, which picks AWS for them"
+                .into()),
+            _ => Ok(SourceChoice::Aws),
+        }
+    }
+}
+
 /// What went wrong, in words an operator can act on (`ignore_missing_hint`: the command has
 /// an `--ignore-missing`).
 pub fn describe(e: &Error, ignore_missing_hint: bool) -> String {
@@ -167,7 +183,17 @@ impl AgentClient {
             operation: "the agent",
             detail,
         };
-        let request = http::Request::get(path(key))
+        let Some(path) = path(key) else {
+            return Err(Error::Service {
+                kind: ServiceErrorKind::Other,
+                status: 400,
+                code: "UnsupportedSource".into(),
+                message: "a running agent does not serve ACM certificates; read them from AWS \
+                          (--source aws)"
+                    .into(),
+            });
+        };
+        let request = http::Request::get(path)
             .header(http::header::HOST, "localhost")
             .header(self.header.as_str(), self.token.expose())
             .body(Empty::<Bytes>::new())
@@ -235,8 +261,8 @@ where
     Ok((status, body))
 }
 
-/// The agent's route and query for a key.
-fn path(key: &Key) -> String {
+/// The agent's route and query for a key (it has none for certificates).
+fn path(key: &Key) -> Option<String> {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let mut p = match key.kind {
@@ -246,10 +272,11 @@ fn path(key: &Key) -> String {
             enc(&key.id),
             key.decrypt
         ),
+        Kind::Certificate => return None,
     };
     let (version_param, label_param) = match key.kind {
         Kind::Secret => ("versionId", "versionStage"),
-        Kind::Parameter => ("version", "label"),
+        _ => ("version", "label"),
     };
     if let Some(v) = &key.version {
         p.push_str(&format!("&{version_param}={}", enc(v)));
@@ -257,7 +284,7 @@ fn path(key: &Key) -> String {
     if let Some(l) = &key.label {
         p.push_str(&format!("&{label_param}={}", enc(l)));
     }
-    p
+    Some(p)
 }
 
 #[cfg(test)]
@@ -268,20 +295,40 @@ mod tests {
     fn agent_paths_carry_every_selector_encoded() {
         let arn = "arn:aws:secretsmanager:us-east-1:1:secret:a/b c";
         assert_eq!(
-            path(&Key::secret(arn, None, Some("AWSPREVIOUS".into()))),
+            path(&Key::secret(arn, None, Some("AWSPREVIOUS".into()))).unwrap(),
             "/secretsmanager/get?secretId=arn%3Aaws%3Asecretsmanager%3Aus%2Deast%2D1%3A1%3Asecret%3Aa%2Fb%20c&versionStage=AWSPREVIOUS"
         );
         assert_eq!(
-            path(&Key::secret("s", Some("v1".into()), None)),
+            path(&Key::secret("s", Some("v1".into()), None)).unwrap(),
             "/secretsmanager/get?secretId=s&versionId=v1"
         );
         assert_eq!(
-            path(&Key::parameter("/p", Some("3".into()), None, true)),
+            path(&Key::parameter("/p", Some("3".into()), None, true)).unwrap(),
             "/systemsmanager/parameters/get?name=%2Fp&withDecryption=true&version=3"
         );
         assert_eq!(
-            path(&Key::parameter("/p", None, Some("prod".into()), true)),
+            path(&Key::parameter("/p", None, Some("prod".into()), true)).unwrap(),
             "/systemsmanager/parameters/get?name=%2Fp&withDecryption=true&label=prod"
         );
+        assert_eq!(
+            path(&Key::certificate("arn:aws:acm:us-east-1:1:certificate/x")),
+            None
+        );
+    }
+
+    #[test]
+    fn certificates_are_read_from_aws() {
+        let cert = [Key::certificate("arn:aws:acm:us-east-1:1:certificate/x")];
+        let secret = [Key::secret("s", None, None)];
+        assert_eq!(
+            SourceChoice::Auto.for_keys(cert.iter()),
+            Ok(SourceChoice::Aws)
+        );
+        assert_eq!(
+            SourceChoice::Auto.for_keys(secret.iter()),
+            Ok(SourceChoice::Auto)
+        );
+        let e = SourceChoice::Agent.for_keys(cert.iter()).unwrap_err();
+        assert!(e.contains("--source aws"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! awssm:<secret-id>[#<json-key>[#<version>]]        the whole value is one secret
 //! awsparam:<name>[#<json-key>[#<version-or-label>]] the whole value is one SSM parameter
+//! awsacm:<certificate-arn>#<part>                  an ACM certificate, exported (ours)
 //! ...${awssm:<...>}...${awsparam:<...>}...           placeholders inside a longer value
 //! ```
 //!
@@ -10,7 +11,9 @@
 //! parts). `<version>` is a stage when it is `AWSCURRENT`, `AWSPREVIOUS` or `AWSPENDING`, else a
 //! version id; none means AWSCURRENT. For a parameter, digits are a version, anything else a
 //! label; parameters are always read with decryption (a SecureString's ciphertext is of no use
-//! to an application). An empty `<json-key>` means the whole value.
+//! to an application). An empty `<json-key>` means the whole value. An ACM certificate's
+//! `<part>` is `certificate`, `chain`, `fullchain` (certificate then chain) or `private_key`
+//! (decrypted, unencrypted PKCS#8 PEM); one ExportCertificate serves all four.
 
 use std::fmt;
 
@@ -20,11 +23,16 @@ use crate::backend::Key;
 pub const SECRET_PREFIX: &str = "awssm:";
 /// The prefix of a whole-value SSM parameter placeholder (ours; `secrets-init` has none).
 pub const PARAMETER_PREFIX: &str = "awsparam:";
+/// The prefix of an ACM certificate placeholder (ours).
+pub const CERTIFICATE_PREFIX: &str = "awsacm:";
+const PREFIXES: [&str; 3] = [SECRET_PREFIX, PARAMETER_PREFIX, CERTIFICATE_PREFIX];
 
 /// The grammar, as shown with a malformed placeholder.
 pub const GRAMMAR: &str =
     "awssm:<secret-id>[#<json-key>[#<version-id|AWSCURRENT|AWSPREVIOUS|AWSPENDING>]], \
-awsparam:<name>[#<json-key>[#<version|label>]], or either inside ${...} in a longer value";
+awsparam:<name>[#<json-key>[#<version|label>]], \
+awsacm:<certificate-arn>#<certificate|chain|fullchain|private_key>, or any of them inside ${...} \
+in a longer value";
 
 const STAGES: [&str; 3] = ["AWSCURRENT", "AWSPREVIOUS", "AWSPENDING"];
 
@@ -43,6 +51,7 @@ impl fmt::Display for Ref {
         let what = match self.key.kind {
             crate::backend::Kind::Secret => "secret",
             crate::backend::Kind::Parameter => "parameter",
+            crate::backend::Kind::Certificate => "certificate",
         };
         write!(f, "{what} '{}'", self.key.id)?;
         if let Some(k) = &self.json_key {
@@ -77,7 +86,7 @@ pub struct GrammarError {
 impl Template {
     /// Parses a value: `Ok(None)` when it holds no placeholder.
     pub fn parse(value: &str) -> Result<Option<Template>, GrammarError> {
-        for prefix in [SECRET_PREFIX, PARAMETER_PREFIX] {
+        for prefix in PREFIXES {
             if let Some(body) = value.strip_prefix(prefix) {
                 return Ok(Some(Template(vec![Piece::Ref(parse_ref(prefix, body)?)])));
             }
@@ -96,7 +105,7 @@ impl Template {
                 });
             };
             let placeholder = &inner[..end];
-            let (prefix, body) = [SECRET_PREFIX, PARAMETER_PREFIX]
+            let (prefix, body) = PREFIXES
                 .iter()
                 .find_map(|p| placeholder.strip_prefix(p).map(|b| (*p, b)))
                 .expect("find_open only stops at our prefixes");
@@ -133,13 +142,13 @@ impl Template {
     }
 }
 
-/// Where the next `${awssm:` or `${awsparam:` starts.
+/// Where the next `${awssm:`, `${awsparam:` or `${awsacm:` starts.
 fn find_open(s: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = s[from..].find("${") {
         let at = from + i;
         let after = &s[at + 2..];
-        if after.starts_with(SECRET_PREFIX) || after.starts_with(PARAMETER_PREFIX) {
+        if PREFIXES.iter().any(|p| after.starts_with(p)) {
             return Some(at);
         }
         from = at + 2;
@@ -164,6 +173,25 @@ fn parse_ref(prefix: &str, body: &str) -> Result<Ref, GrammarError> {
     }
     if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("the id contains white space or a control character"));
+    }
+    if prefix == CERTIFICATE_PREFIX {
+        if !id.starts_with("arn:") || !id.contains(":acm:") {
+            return Err(bad(
+                "an ACM certificate is named by its ARN (arn:aws:acm:...)",
+            ));
+        }
+        if version.is_some() {
+            return Err(bad("a certificate reference has no version part"));
+        }
+        return match json_key {
+            Some(part) if crate::acm::PARTS.contains(&part.as_str()) => Ok(Ref {
+                key: Key::certificate(id),
+                json_key: Some(part),
+            }),
+            _ => Err(bad(
+                "a certificate reference needs #certificate, #chain, #fullchain or #private_key",
+            )),
+        };
     }
     let key = if prefix == SECRET_PREFIX {
         match version {
@@ -200,6 +228,9 @@ pub enum ExtractError {
 /// A JSON string is used as is; a number, boolean or null as its JSON text; an object or array
 /// as compact JSON. A SecretBinary is used when it is UTF-8 text, refused otherwise.
 pub fn extract(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
+    if r.key.kind == crate::backend::Kind::Certificate {
+        return certificate_part(r, body);
+    }
     let whole =
         String::from_utf8(whole_value(r, body)?).map_err(|_| ExtractError::BinaryNotText)?;
     let Some(k) = &r.json_key else {
@@ -226,6 +257,15 @@ pub fn extract_bytes(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
     }
 }
 
+/// One part of an exported certificate.
+fn certificate_part(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
+    let cert: crate::acm::CertificateBody =
+        serde_json::from_slice(body).map_err(|_| ExtractError::Malformed("not a certificate"))?;
+    let part = r.json_key.as_deref().unwrap_or_default();
+    cert.part(part)
+        .ok_or_else(|| ExtractError::KeyMissing(part.to_string()))
+}
+
 /// SecretString, the decoded SecretBinary, or the parameter's Value.
 fn whole_value(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
     let answer: serde_json::Value =
@@ -246,6 +286,8 @@ fn whole_value(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
             .and_then(|v| v.as_str())
             .map(|v| v.as_bytes().to_vec())
             .ok_or(ExtractError::Malformed("no Parameter.Value")),
+        // Taken by `extract`, which every certificate reference goes through (it has a part).
+        crate::backend::Kind::Certificate => Err(ExtractError::Malformed("a certificate")),
     }
 }
 
@@ -356,12 +398,54 @@ mod tests {
             ("awsparam:", "the id is empty"),
             ("url=${awssm:db", "no closing"),
             ("url=${awssm:}", "the id is empty"),
+            ("awsacm:my-cert#certificate", "named by its ARN"),
+            (
+                "awsacm:arn:aws:acm:us-east-1:1:certificate/x",
+                "needs #certificate",
+            ),
+            (
+                "awsacm:arn:aws:acm:us-east-1:1:certificate/x#key",
+                "needs #certificate",
+            ),
+            (
+                "awsacm:arn:aws:acm:us-east-1:1:certificate/x#chain#1",
+                "no version part",
+            ),
         ] {
             let e = Template::parse(input).expect_err(input);
             let text = e.to_string();
             assert!(text.contains(why), "{input}: {text}");
             assert!(text.contains("expected awssm:<secret-id>"), "{text}");
         }
+    }
+
+    /// One certificate key serves every part; parts are taken from its exported body.
+    #[test]
+    fn certificate_references_share_one_key() {
+        let arn = "arn:aws:acm:us-east-1:1:certificate/x";
+        let t = Template::parse(&format!(
+            "${{awsacm:{arn}#fullchain}}${{awsacm:{arn}#private_key}}"
+        ))
+        .unwrap()
+        .unwrap();
+        let refs: Vec<&Ref> = t.refs().collect();
+        assert_eq!(refs.len(), 2);
+        assert_eq!(refs[0].key, Key::certificate(arn));
+        assert_eq!(refs[0].key, refs[1].key);
+        assert_eq!(
+            refs[0].to_string(),
+            format!("certificate '{arn}' key 'fullchain'")
+        );
+        let body = crate::acm::CertificateBody {
+            certificate_arn: arn.into(),
+            serial: Some("1".into()),
+            certificate: "C".into(),
+            certificate_chain: "CH".into(),
+            private_key: "K".into(),
+        }
+        .to_bytes();
+        assert_eq!(extract(refs[0], &body).unwrap(), "C\nCH\n");
+        assert_eq!(extract_bytes(refs[1], &body).unwrap(), b"K\n");
     }
 
     #[test]

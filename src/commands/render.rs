@@ -541,8 +541,12 @@ pub fn run(args: Args, config: Result<Config, String>, env: &Env) -> u8 {
             return EXIT_CANNOT_WRITE;
         }
     };
+    let source = match args.source.for_keys(specs.iter().flat_map(FileSpec::keys)) {
+        Ok(s) => s,
+        Err(e) => return usage(vec![e]),
+    };
     let code = runtime.block_on(async {
-        let fetcher = match Fetcher::choose(args.source, &config, env) {
+        let fetcher = match Fetcher::choose(source, &config, env) {
             Ok(f) => f,
             Err(e) => return usage(vec![e]),
         };

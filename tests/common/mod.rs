@@ -253,8 +253,8 @@ struct ProxyState {
     fault: Option<(Fault, Option<String>)>,
     /// Roles whose AssumeRole is answered AccessDenied (moto checks no trust policy).
     denied_roles: Vec<String>,
-    /// The access key id each request was signed with, in order (unsigned: "").
-    access_keys: Vec<String>,
+    /// Text replaced in request bodies before they reach moto: (from, to).
+    rewrites: Vec<(String, String)>,
 }
 
 /// A pass-through proxy to moto that counts requests by operation (`X-Amz-Target`, or the
@@ -287,9 +287,15 @@ impl Proxy {
         st.counts.get(operation).copied().unwrap_or(0)
     }
 
-    /// The access key id of each request seen, in order (from its SigV4 Authorization header).
-    pub fn access_keys(&self) -> Vec<String> {
-        self.state.lock().unwrap().access_keys.clone()
+    /// From now on, `from` in a request body is sent to moto as `to`: with two ACM certificate
+    /// ARNs, calls for the first are answered for the second, as after an ACM renewal (the same
+    /// ARN, a new certificate), which moto does not do (it has no RenewCertificate).
+    pub fn rewrite(&self, from: &str, to: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rewrites
+            .push((from.to_string(), to.to_string()));
     }
 
     pub fn reset_counts(&self) {
@@ -388,16 +394,17 @@ async fn forward(
             .insert("content-type", "text/xml".parse().unwrap());
         return Ok(resp);
     }
-    let fault = {
+    let (fault, rewrites) = {
         let mut st = state.lock().unwrap();
         *st.counts.entry(op.clone()).or_default() += 1;
-        st.access_keys.push(access_key.clone());
         *st.by_key.entry((op.clone(), access_key)).or_default() += 1;
-        match &st.fault {
+        let rewrites = st.rewrites.clone();
+        let fault = match &st.fault {
             Some((f, None)) => f.clone(),
             Some((f, Some(only))) if *only == op => f.clone(),
             _ => Fault::None,
-        }
+        };
+        (fault, rewrites)
     };
     match fault {
         Fault::None => {}
@@ -417,6 +424,17 @@ async fn forward(
         Fault::Drop => {
             return Err(std::io::Error::other("dropped by the test proxy"));
         }
+    }
+    let (mut parts, mut body) = (parts, body);
+    if !rewrites.is_empty() {
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        for (from, to) in &rewrites {
+            text = text.replace(from.as_str(), to);
+        }
+        body = Bytes::from(text);
+        parts
+            .headers
+            .insert("content-length", body.len().to_string().parse().unwrap());
     }
     send_upstream(&client, parts, body, &upstream).await
 }

@@ -30,6 +30,7 @@ use crate::commands::fetch::{fetch_all, Fetcher};
 use crate::commands::placeholder::Template;
 use crate::config::Env;
 use crate::error::Error;
+use crate::EXIT_USAGE;
 
 /// How long a restarted COMMAND has to exit after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -105,8 +106,16 @@ pub fn run(
             return EXIT_CANNOT_EXECUTE;
         }
     };
+    let refs = templates.iter().flat_map(|(_, t)| t.refs()).map(|r| &r.key);
+    let source = match settings.source.for_keys(refs) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("secrets-agent exec: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let code = runtime.block_on(async {
-        let fetcher = match Fetcher::choose(settings.source, &settings.config, env) {
+        let fetcher = match Fetcher::choose(source, &settings.config, env) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("secrets-agent exec: {e}");
@@ -388,7 +397,8 @@ impl Supervisor {
     }
 }
 
-/// The version of each key that was read: a secret's VersionId, a parameter's Version.
+/// The version of each key that was read: a secret's VersionId, a parameter's Version, a
+/// certificate's Serial.
 fn versions(bodies: &HashMap<Key, Result<Bytes, Error>>) -> HashMap<Key, String> {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -396,6 +406,8 @@ fn versions(bodies: &HashMap<Key, Result<Bytes, Error>>) -> HashMap<Key, String>
         version_id: Option<String>,
         #[serde(rename = "Parameter")]
         parameter: Option<Parameter>,
+        #[serde(rename = "Serial")]
+        serial: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Parameter {
@@ -409,6 +421,7 @@ fn versions(bodies: &HashMap<Key, Result<Bytes, Error>>) -> HashMap<Key, String>
             let version = match key.kind {
                 Kind::Secret => body.version_id?,
                 Kind::Parameter => body.parameter?.version?.to_string(),
+                Kind::Certificate => body.serial?,
             };
             Some((key.clone(), version))
         })
