@@ -51,7 +51,8 @@ pub struct Args {
     /// Write every file once and exit (the init container); without it, keep them current.
     #[arg(long)]
     pub once: bool,
-    /// A file: PATH=awssm:<id>[#<key>[#<version>]], PATH=awsparam:<name>[...], or PATH=text
+    /// A file: PATH=awssm:<id>[#<key>[#<version>]], PATH=awsparam:<name>[...],
+    /// PATH=awsacm:<certificate-arn>#<certificate|chain|fullchain|private_key>, or PATH=text
     /// with ${awssm:...} in it. Repeatable.
     #[arg(long = "file", value_name = "PATH=SOURCE")]
     pub files: Vec<String>,
@@ -112,7 +113,7 @@ impl FileSpec {
                 Ok(None) => {
                     return Err(format!(
                         "{at}: the source holds no placeholder; give awssm:<id>[#<key>], \
-                         awsparam:<name> or a text with ${{awssm:...}}"
+                         awsparam:<name>, awsacm:<arn>#<part> or a text with ${{awssm:...}}"
                     ))
                 }
                 Err(e) => return Err(format!("{at}: {e}")),
