@@ -1357,8 +1357,9 @@ fn filter_tags_from_toml(path: &str, value: &toml::Value, problems: &mut Problem
             toml::Value::Table(t) => {
                 if t.contains_key("role_arn") {
                     problems.push(format!(
-                        "{path}: role_arn is not supported in a tag filter (the agent's own \
-                         credentials read the tagged secrets); remove it"
+                        "{path}: role_arn is not supported in a tag filter yet (the agent's own \
+                         credentials read the tagged secrets); remove it, or list the ids under \
+                         prefetch.secrets with role_arn"
                     ));
                     return None;
                 }
