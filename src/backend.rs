@@ -1049,7 +1049,8 @@ pub(crate) fn kind_for_code(code: &str, status: u16) -> ServiceErrorKind {
         | "UnrecognizedClientException"
         | "InvalidKeyId"
         | "KMSAccessDeniedException"
-        | "ExpiredTokenException" => ServiceErrorKind::AccessDenied,
+        | "ExpiredTokenException"
+        | "ExpiredToken" => ServiceErrorKind::AccessDenied,
         "ThrottlingException"
         | "Throttling"
         | "ThrottledException"

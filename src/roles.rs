@@ -317,7 +317,23 @@ fn name_the_role(arn: &str, e: Error) -> Error {
             code,
             message,
         } if !e_is_transient(kind) => {
-            let denied = kind == ServiceErrorKind::AccessDenied || status == 403;
+            // Only AccessDenied is the role refusing us; the other 403s of STS say something
+            // else (STS off in the region, the agent's own credentials expired or unknown).
+            let hint = match code.as_str() {
+                "AccessDenied" | "AccessDeniedException" => {
+                    "Check that the role's trust policy lets the agent's own role call \
+                     sts:AssumeRole"
+                }
+                "RegionDisabledException" => {
+                    "STS is not activated in this region: activate it in the account's IAM \
+                     settings, or set AWS_REGION to a region where it is"
+                }
+                "ExpiredToken" | "ExpiredTokenException" | "InvalidClientTokenId" => {
+                    "The agent's own credentials were refused: check what the agent runs with"
+                }
+                _ => "Check the role ARN and the agent's own permissions",
+            };
+            let denied = matches!(code.as_str(), "AccessDenied" | "AccessDeniedException");
             Error::Service {
                 kind: if denied {
                     ServiceErrorKind::AccessDenied
@@ -331,8 +347,7 @@ fn name_the_role(arn: &str, e: Error) -> Error {
                     code.clone()
                 },
                 message: format!(
-                    "the agent could not assume role {arn}: STS answered {code}: {message}. Check \
-                     that the role's trust policy lets the agent's own role call sts:AssumeRole"
+                    "the agent could not assume role {arn}: STS answered {code}: {message}. {hint}"
                 ),
             }
         }

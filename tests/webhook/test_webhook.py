@@ -103,7 +103,11 @@ def check_modes(case, before, after):
     # Ours come first, the pod's own init containers after them, unchanged.
     assert list(init)[: len(ours)] == ours
     for name, c in by_name(before["spec"].get("initContainers")).items():
-        assert init[name] == c
+        # The pod's own init containers keep what they run and see what the app sees.
+        assert (init[name]["image"], init[name]["command"]) == (c["image"], c["command"])
+        mounts = by_name(init[name].get("volumeMounts"))
+        assert ("secrets-agent-token" in mounts) == ("sidecar" in modes)
+        assert ("secrets-agent-files" in mounts) == ("files" in modes)
     for c in (init[n] for n in ours):
         assert c["image"] == IMAGE
         sc = c["securityContext"]
@@ -119,6 +123,16 @@ def check_modes(case, before, after):
             assert env["SECRETS_AGENT_TOKEN_FILE"] == "/run/secrets-agent/token"
             mounts = by_name(app["volumeMounts"])
             assert mounts["secrets-agent-token"]["readOnly"] is True
+        if case["name"] == "irsa":
+            # The identity the EKS webhook gave the app is the one ours run with.
+            app_env = by_name(original_apps["app"]["env"])
+            for c in (init[n] for n in ours):
+                env = by_name(c["env"])
+                assert env["AWS_ROLE_ARN"] == app_env["AWS_ROLE_ARN"]
+                assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == app_env["AWS_WEB_IDENTITY_TOKEN_FILE"]
+                assert "aws-iam-token" in by_name(c["volumeMounts"])
+                assert c["securityContext"]["runAsUser"] == 1000
+                assert c["securityContext"]["runAsGroup"] == 1000
         if case["name"] == "sidecar":
             assert agent["resources"]["limits"]["memory"] == "64Mi"
             assert {"name": "AWS_REGION", "value": "eu-west-1"} in agent["env"]

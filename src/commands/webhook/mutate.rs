@@ -39,11 +39,35 @@ const PODINFO_VOLUME: &str = "secrets-agent-podinfo";
 const PODINFO_DIR: &str = "/etc/secrets-agent/podinfo";
 const AGENT_URL: &str = "http://127.0.0.1:2773";
 
-/// The containers we add, by name: a pod holding one of them was mutated already.
+/// The containers we add, by name.
 pub const SIDECAR: &str = "secrets-agent";
 pub const INSTALL: &str = "secrets-agent-install";
 pub const RENDER: &str = "secrets-agent-render";
 pub const WATCH: &str = "secrets-agent-files";
+/// Every container and volume name we add: a pod may not hold one already.
+const OUR_NAMES: [&str; 8] = [
+    SIDECAR,
+    INSTALL,
+    RENDER,
+    WATCH,
+    TOKEN_VOLUME,
+    BIN_VOLUME,
+    FILES_VOLUME,
+    PODINFO_VOLUME,
+];
+/// The image's user and group (USER 65532:65532).
+const IMAGE_USER: u64 = 65532;
+/// Credentials the EKS identity webhooks add to the app containers, copied to ours (they may
+/// have run before us and not see what we add).
+const IDENTITY_ENV: [&str; 6] = [
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_DEFAULT_REGION",
+];
+const IDENTITY_VOLUMES: [&str; 2] = ["aws-iam-token", "eks-pod-identity-token"];
 
 /// What the webhook was started with.
 #[derive(Debug, Clone)]
@@ -245,6 +269,8 @@ struct Asked {
     files_path: String,
     env_probes: bool,
     resources: Value,
+    /// `file.<name>.uid` / `.gid` annotations: (key, "uid"|"gid", value).
+    owners: Vec<(String, &'static str, u64)>,
 }
 
 const KEYS: [&str; 13] = [
@@ -273,6 +299,7 @@ impl Asked {
         let mut unknown = Vec::new();
         let mut files = BTreeSet::new();
         let mut long_paths = Vec::new();
+        let mut owners = Vec::new();
         for (key, value) in annotations {
             let Some(k) = key.strip_prefix(PREFIX) else {
                 continue;
@@ -289,6 +316,16 @@ impl Asked {
                     ));
                 } else if attribute.is_empty() || FILE_ATTRIBUTES.contains(&attribute) {
                     files.insert(name.to_string());
+                    if attribute == "uid" || attribute == "gid" {
+                        match value.as_str().and_then(|v| v.trim().parse::<u64>().ok()) {
+                            Some(n) => owners.push((
+                                key.clone(),
+                                if attribute == "uid" { "uid" } else { "gid" },
+                                n,
+                            )),
+                            None => problems.push(format!("{key}: must be a numeric id")),
+                        }
+                    }
                     if attribute == "path" {
                         long_paths.push((key.clone(), value.as_str().unwrap_or("").to_string()));
                     }
@@ -411,6 +448,7 @@ impl Asked {
                 files_path: files_path.trim_end_matches('/').to_string(),
                 env_probes,
                 resources,
+                owners,
             })
         } else {
             Err(problems)
@@ -424,14 +462,23 @@ impl Asked {
         let files = self.modes.contains(&Mode::Files);
         let bin = &settings.binary;
 
-        // The pod's user, when it names one, runs what we add: files are then owned by the
-        // user the application runs as.
-        let pod_user = pod.pointer("/spec/securityContext/runAsUser").cloned();
         let app_containers = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        // The application's user (its first container's, else the pod's) runs what we add, so
+        // the files belong to it; root never does (our containers run as non-root).
+        let user_of = |pointer: &str| {
+            app_containers
+                .first()
+                .and_then(|c| c.pointer(pointer))
+                .or_else(|| pod.pointer(&format!("/spec{pointer}")))
+                .and_then(Value::as_u64)
+                .filter(|u| *u != 0)
+        };
+        let pod_user = user_of("/securityContext/runAsUser");
+        let pod_group = user_of("/securityContext/runAsGroup");
         let mut problems = Vec::new();
         if env {
             for c in &app_containers {
@@ -473,6 +520,65 @@ impl Asked {
                 }
             }
         }
+        if files {
+            // Render runs without CHOWN (all capabilities dropped): it can only give files to
+            // the user it runs as.
+            for (key, want, runs_as) in self
+                .owners
+                .iter()
+                .map(|(k, attr, v)| (k, v, if *attr == "uid" { pod_user } else { pod_group }))
+            {
+                if Some(*want) != runs_as.or(Some(IMAGE_USER)) {
+                    problems.push(format!(
+                        "{key} = {want}: the files are written by a container running as {} \
+                         without the CHOWN capability, so they can only belong to it; remove \
+                         the annotation, or run the pod's containers as {want}",
+                        runs_as.unwrap_or(IMAGE_USER)
+                    ));
+                }
+            }
+            let ours = [TOKEN_DIR, BIN_DIR, PODINFO_DIR];
+            if ours.iter().any(|p| {
+                self.files_path == *p
+                    || self.files_path.starts_with(&format!("{p}/"))
+                    || p.starts_with(&format!("{}/", self.files_path))
+            }) {
+                problems.push(format!(
+                    "{PREFIX}files-path = {} overlaps a folder the webhook mounts ({}); choose \
+                     another",
+                    self.files_path,
+                    ours.join(", ")
+                ));
+            }
+        }
+        // A pod that already holds a container or volume of ours by name (a hand-written
+        // sidecar, say) would be refused by the API server with duplicate names.
+        let names = |key: &str| -> Vec<String> {
+            pod.pointer(&format!("/spec/{key}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        };
+        let taken: Vec<String> = names("initContainers")
+            .into_iter()
+            .chain(names("containers"))
+            .chain(names("volumes"))
+            .filter(|n| OUR_NAMES.contains(&n.as_str()))
+            .collect();
+        if !taken.is_empty() {
+            problems.push(format!(
+                "the pod already has {} named {}, which the webhook would add: remove the \
+                 hand-written secrets-agent parts or the {PREFIX}inject annotation",
+                if taken.len() > 1 {
+                    "containers or volumes"
+                } else {
+                    "a container or volume"
+                },
+                taken.join(", ")
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -491,8 +597,11 @@ impl Asked {
                 "capabilities": { "drop": ["ALL"] },
                 "seccompProfile": { "type": "RuntimeDefault" },
             });
-            if let Some(u) = &pod_user {
-                s["runAsUser"] = u.clone();
+            if let Some(u) = pod_user {
+                s["runAsUser"] = json!(u);
+            }
+            if let Some(g) = pod_group {
+                s["runAsGroup"] = json!(g);
             }
             s
         };
@@ -536,7 +645,9 @@ impl Asked {
             }));
         }
         if files {
-            volumes.push(memory_volume(FILES_VOLUME, "1Mi"));
+            // Only what is written counts against the pod's memory; room for certificate chains
+            // and the temporary copy each atomic write makes.
+            volumes.push(memory_volume(FILES_VOLUME, "8Mi"));
             volumes.push(json!({
                 "name": PODINFO_VOLUME,
                 "downwardAPI": { "items": [{
@@ -585,6 +696,42 @@ impl Asked {
             }
         }
 
+        // The pod's AWS identity, as the EKS identity webhooks gave it to the app: ours run
+        // with the same.
+        if let Some(app) = app_containers.first() {
+            let env_of = |key: &str, names: &[&str]| -> Vec<Value> {
+                app.get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| {
+                        e.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| names.contains(&n))
+                    })
+                    .cloned()
+                    .collect()
+            };
+            let identity_env = env_of("env", &IDENTITY_ENV);
+            let identity_mounts = env_of("volumeMounts", &IDENTITY_VOLUMES);
+            for c in ours.iter_mut().filter_map(Value::as_object_mut) {
+                for (key, items) in [("env", &identity_env), ("volumeMounts", &identity_mounts)] {
+                    if items.is_empty() {
+                        continue;
+                    }
+                    let list = c.entry(key).or_insert_with(|| json!([]));
+                    if let Some(list) = list.as_array_mut() {
+                        for item in items.iter() {
+                            let name = item.get("name");
+                            if !list.iter().any(|e| e.get("name") == name) {
+                                list.push(item.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
         let spec = pod
             .as_object_mut()
             .and_then(|p| p.get_mut("spec"))
@@ -601,13 +748,11 @@ impl Asked {
         let mut all_volumes = list(spec, "volumes");
         all_volumes.extend(volumes);
         spec.insert("volumes".into(), Value::Array(all_volumes));
-        // Ours first: the application's own init containers may need the agent or the files.
-        let mut init = ours;
-        init.extend(list(spec, "initContainers"));
-        spec.insert("initContainers".into(), Value::Array(init));
-
+        // Ours first, and the pod's own init containers see the agent and the files as its
+        // containers do (their commands stay as they are).
+        let mut own_init = list(spec, "initContainers");
         let mut containers = list(spec, "containers");
-        for c in &mut containers {
+        for c in own_init.iter_mut().chain(containers.iter_mut()) {
             let Some(c) = c.as_object_mut() else { continue };
             if sidecar {
                 push_env(c, "SECRETS_AGENT_URL", AGENT_URL);
@@ -617,6 +762,13 @@ impl Asked {
             if files {
                 push_mount(c, FILES_VOLUME, &self.files_path);
             }
+        }
+        let mut init = ours;
+        init.extend(own_init);
+        spec.insert("initContainers".into(), Value::Array(init));
+
+        for c in &mut containers {
+            let Some(c) = c.as_object_mut() else { continue };
             if env {
                 push_mount(c, BIN_VOLUME, BIN_DIR);
                 if let Some(r) = &self.region {
