@@ -110,6 +110,9 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
         TokenSource::Generated(path) => {
             tracing::info!(file = ?path, "SSRF token generated and written (mode 0444)")
         }
+        TokenSource::Kept(path) => {
+            tracing::info!(file = ?path, "SSRF token kept from the previous run (mode 0444)")
+        }
     }
     let metrics = Arc::new(Metrics::default());
     let backend = AwsBackend::from_environment(config, metrics.clone());

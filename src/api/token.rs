@@ -25,6 +25,8 @@ pub enum TokenSource {
     Env(String),
     File(String),
     Generated(String),
+    /// The token an earlier run of this agent generated into the same file.
+    Kept(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,10 @@ impl Token {
             return Ok((token, TokenSource::Env(var.clone())));
         }
         if let Some(path) = &config.token_file {
+            // A restart (a sidecar's liveness failure, say) keeps the token its clients read.
+            if let Some(token) = token_left_by_an_earlier_run(path) {
+                return Ok((token, TokenSource::Kept(path.display().to_string())));
+            }
             let token = Token::generate()?;
             write_token_file(path, &token)?;
             return Ok((token, TokenSource::Generated(path.display().to_string())));
@@ -134,6 +140,28 @@ fn usable(raw: &str, from: &str) -> Result<Token, TokenError> {
         return Err(TokenError::Unsendable(from.to_string()));
     }
     Ok(Token(token.to_string()))
+}
+
+/// The token in `path` when an earlier run of this agent wrote it there: a regular file owned by
+/// this user, mode 0444, holding 64 hex digits. Anything else is replaced with a new token.
+#[cfg(unix)]
+fn token_left_by_an_earlier_run(path: &Path) -> Option<Token> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let ours = meta.is_file()
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+        && meta.permissions().mode() & 0o7777 == 0o444
+        && meta.len() == 64;
+    if !ours {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())).then_some(Token(text))
+}
+
+#[cfg(not(unix))]
+fn token_left_by_an_earlier_run(_path: &Path) -> Option<Token> {
+    None
 }
 
 /// Longest existing file taken to hold an earlier token: ours are 64 bytes.
@@ -333,9 +361,15 @@ mod tests {
         assert!(t.matches(written.as_bytes()));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o444);
-        // A restart replaces the read-only file with a new token.
-        let (t2, _) = Token::resolve(&config, &env(&[])).unwrap();
-        assert!(!t2.matches(written.as_bytes()));
+        // A restart keeps the token its clients read.
+        let (t2, src) = Token::resolve(&config, &env(&[])).unwrap();
+        assert!(t2.matches(written.as_bytes()));
+        assert_eq!(src, TokenSource::Kept(path.display().to_string()));
+        // A file this agent would not have written (another mode) gets a new token.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (t3, src) = Token::resolve(&config, &env(&[])).unwrap();
+        assert!(!t3.matches(written.as_bytes()));
+        assert_eq!(src, TokenSource::Generated(path.display().to_string()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
