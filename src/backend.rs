@@ -155,13 +155,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Vec<(String, Result<Fetched, Error>)>> + Send;
 
     /// Fetches (AWSCURRENT) every secret carrying one of `tag_keys`, at most `limit` of them,
-    /// each with its name. The default finds none.
+    /// each with its name, as `role` (`None`: the agent's own credentials). The default finds
+    /// none.
     fn fetch_tagged(
         &self,
+        role: Option<Arc<str>>,
         tag_keys: Vec<String>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<(String, Fetched)>, Error>> + Send {
-        let _ = (tag_keys, limit);
+        let _ = (role, tag_keys, limit);
         async { Ok(Vec::new()) }
     }
 }
@@ -701,9 +703,11 @@ impl AwsBackend {
 
 impl AwsBackend {
     /// One page of the secrets carrying `tag_key` (a prefix match, case-sensitive, as AWS's
-    /// `tag-key` filter does): the secrets with their names, and the next page's token.
+    /// `tag-key` filter does), read as `role`: the secrets with their names, and the next
+    /// page's token.
     async fn tagged_page(
         &self,
+        role: Option<&Arc<str>>,
         tag_key: &str,
         page_size: i32,
         token: Option<String>,
@@ -716,7 +720,7 @@ impl AwsBackend {
             .build();
         let out = self
             .call(OP, self.secrets_timeout, async {
-                self.clients(None)
+                self.clients(role)
                     .await?
                     .secrets
                     .batch_get_secret_value()
@@ -952,6 +956,7 @@ impl Backend for AwsBackend {
     /// secret needs only one of the keys); a secret carrying two keys is kept once.
     async fn fetch_tagged(
         &self,
+        role: Option<Arc<str>>,
         tag_keys: Vec<String>,
         limit: usize,
     ) -> Result<Vec<(String, Fetched)>, Error> {
@@ -969,7 +974,9 @@ impl Backend for AwsBackend {
                     );
                     break 'keys;
                 }
-                let (page, next) = self.tagged_page(key, room as i32, token).await?;
+                let (page, next) = self
+                    .tagged_page(role.as_ref(), key, room as i32, token)
+                    .await?;
                 for (name, fetched) in page {
                     if seen.insert(name.clone()) {
                         found.push((name, fetched));

@@ -646,17 +646,25 @@ impl<B: Backend> Cache<B> {
         }
     }
 
-    /// Fetches every secret carrying one of `tag_keys` at start, at most `limit` (after the
-    /// same random delay as [`Cache::prefetch`]), and caches each under its name. The ids are
-    /// not known before the answer, so a read that arrives first fetches on its own; a value a
-    /// read already brought is kept.
-    pub fn prefetch_tagged(&self, tag_keys: Vec<String>, limit: usize, jitter: Duration) {
+    /// Fetches every secret carrying one of `tag_keys` at start, at most `limit`, as `role`
+    /// (`None`: the agent's own credentials; after the same random delay as
+    /// [`Cache::prefetch`]), and caches each under its name (and the role). The ids are not
+    /// known before the answer, so a read that arrives first fetches on its own; a value a read
+    /// already brought is kept.
+    pub fn prefetch_tagged(
+        &self,
+        role: Option<Arc<str>>,
+        tag_keys: Vec<String>,
+        limit: usize,
+        jitter: Duration,
+    ) {
         if tag_keys.is_empty() || self.inner.settings.capacity == 0 {
             return;
         }
         if limit == 0 {
             tracing::warn!(
                 tag_keys = ?tag_keys,
+                role = ?role,
                 "tag prefetch skipped: the listed ids fill the prefetch's share of the cache \
                  (raise cache_buffer_ratio or cache_size)"
             );
@@ -668,21 +676,27 @@ impl<B: Backend> Cache<B> {
         self.spawn(async move {
             let _done = PrefetchDone(&cache.inner.prefetching);
             tokio::time::sleep(delay).await;
-            match cache
-                .inner
-                .backend
-                .fetch_tagged(tag_keys.clone(), limit)
+            let backend = &cache.inner.backend;
+            match backend
+                .fetch_tagged(role.clone(), tag_keys.clone(), limit)
                 .await
             {
                 Ok(found) => {
                     let count = found.len();
                     for (name, fetched) in found {
-                        cache.store_prefetched(Key::secret(name, None, None), fetched);
+                        let key = Key::secret(name, None, None).with_role(role.clone());
+                        cache.store_prefetched(key, fetched);
                     }
-                    tracing::info!(secrets = count, tag_keys = ?tag_keys, "tag prefetch done");
+                    tracing::info!(
+                        secrets = count,
+                        tag_keys = ?tag_keys,
+                        role = ?role,
+                        "tag prefetch done"
+                    );
                 }
                 Err(e) => tracing::warn!(
                     tag_keys = ?tag_keys,
+                    role = ?role,
                     error = ?e.to_string(),
                     "tag prefetch failed (it needs secretsmanager:BatchGetSecretValue and \
                      secretsmanager:ListSecrets); the secrets are fetched on first read"

@@ -155,6 +155,8 @@ pub struct Config {
     pub role_session_name: String,
     /// Prefetch entries that name a `role_arn`: role → secret ids, read as that role.
     pub prefetch_role_secrets: BTreeMap<String, Vec<String>>,
+    /// Tag filters that name a `role_arn`: role → tag keys, the tagged secrets read as that role.
+    pub prefetch_role_tags: BTreeMap<String, Vec<String>>,
 }
 
 /// The mode of a rendered file unless told otherwise: readable by its owner only.
@@ -249,6 +251,7 @@ impl Default for Config {
             allowed_roles: Vec::new(),
             role_session_name: crate::roles::DEFAULT_SESSION_NAME.into(),
             prefetch_role_secrets: BTreeMap::new(),
+            prefetch_role_tags: BTreeMap::new(),
         }
     }
 }
@@ -1020,25 +1023,26 @@ fn toml_settings(
         } else {
             path.clone()
         };
-        let raw = if key == "prefetch" {
-            match prefetch_from_toml(&path, value, problems) {
-                Some((ids, by_role)) => {
-                    if let Some(by_role) = by_role {
-                        settings.push(Setting {
-                            key: "prefetch_roles".into(),
-                            shown: path.clone(),
-                            raw: by_role,
-                        });
-                    }
-                    ids
-                }
-                None => continue,
+        let by_role = match key.as_str() {
+            "prefetch" => Some(("prefetch_roles", prefetch_from_toml(&path, value, problems))),
+            "filter_tags" => Some((
+                "prefetch_role_tags",
+                filter_tags_from_toml(&path, value, problems),
+            )),
+            _ => None,
+        };
+        let raw = if let Some((role_key, parsed)) = by_role {
+            let Some((own, by_role)) = parsed else {
+                continue;
+            };
+            if let Some(by_role) = by_role {
+                settings.push(Setting {
+                    key: role_key.into(),
+                    shown: path.clone(),
+                    raw: by_role,
+                });
             }
-        } else if key == "filter_tags" {
-            match filter_tags_from_toml(&path, value, problems) {
-                Some(r) => r,
-                None => continue,
-            }
+            own
         } else {
             Raw::from(value)
         };
@@ -1218,33 +1222,11 @@ fn prefetch_from_toml(
         match item {
             toml::Value::String(s) => ids.push(Raw::Str(s.clone())),
             toml::Value::Table(t) => {
-                if let Some(unknown) = t.keys().find(|k| *k != "secret_id" && *k != "role_arn") {
-                    problems.push(format!(
-                        "{path}: unknown key {unknown:?} in a prefetch entry; allowed: secret_id, \
-                         role_arn"
-                    ));
-                    return None;
-                }
-                let role = match t.get("role_arn") {
-                    None => None,
-                    Some(toml::Value::String(r)) => Some(r.clone()),
-                    Some(other) => {
-                        problems.push(format!(
-                            "{path}: role_arn = {}: must be a role ARN string",
-                            Raw::from(other)
-                        ));
-                        return None;
-                    }
-                };
-                match (t.get("secret_id").and_then(|v| v.as_str()), role) {
-                    (Some(id), None) => ids.push(Raw::Str(id.to_string())),
-                    (Some(id), Some(role)) => {
-                        by_role.push(Raw::List(vec![Raw::Str(role), Raw::Str(id.to_string())]))
-                    }
-                    (None, _) => {
-                        problems.push(format!("{path}: each entry needs secret_id = \"...\""));
-                        return None;
-                    }
+                let (id, role) =
+                    entry_with_role(path, "a prefetch entry", "secret_id", t, problems)?;
+                match role {
+                    None => ids.push(Raw::Str(id)),
+                    Some(role) => by_role.push(Raw::List(vec![Raw::Str(role), Raw::Str(id)])),
                 }
             }
             other => {
@@ -1288,12 +1270,7 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
             }
         }
         "prefetch_roles" => {
-            let Raw::List(pairs) = raw else { return true };
-            for pair in pairs {
-                let Raw::List(pair) = pair else { continue };
-                let [Raw::Str(role), Raw::Str(id)] = pair.as_slice() else {
-                    continue;
-                };
+            for (role, id) in role_pairs(raw) {
                 match crate::roles::check_role_arn(role) {
                     Ok(()) => config
                         .prefetch_role_secrets
@@ -1304,9 +1281,37 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
                 }
             }
         }
+        "prefetch_role_tags" => {
+            for (role, key) in role_pairs(raw) {
+                if let Err(why) = crate::roles::check_role_arn(role) {
+                    p.push(format!("{name}: role_arn = {role:?}: {why}"));
+                } else if tag_keys(name, vec![key.clone()], p).is_some() {
+                    let held = config.prefetch_role_tags.entry(role.clone()).or_default();
+                    if !held.contains(key) {
+                        held.push(key.clone());
+                    }
+                }
+            }
+        }
         _ => return false,
     }
     true
+}
+
+/// The (role, id or tag key) pairs that `prefetch_from_toml` and `filter_tags_from_toml` set
+/// aside for entries naming a `role_arn`.
+fn role_pairs(raw: &Raw) -> impl Iterator<Item = (&String, &String)> {
+    let pairs = match raw {
+        Raw::List(pairs) => pairs.as_slice(),
+        _ => &[],
+    };
+    pairs.iter().filter_map(|pair| match pair {
+        Raw::List(pair) => match pair.as_slice() {
+            [Raw::Str(role), Raw::Str(item)] => Some((role, item)),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// Checks the role settings against each other once all are read, and takes the session name
@@ -1322,17 +1327,19 @@ fn check_roles(config: &mut Config, settings: &[Setting], env: &Env, problems: &
             Err(why) => problems.push(format!("AWS_ROLE_SESSION_NAME = {v:?}: {why}")),
         }
     }
-    if !config.allowed_roles.is_empty() {
-        for role in config.prefetch_role_secrets.keys() {
-            if !config.allowed_roles.contains(role) {
-                problems.push(format!(
-                    "prefetch: role_arn = {role:?} is not in allowed_roles; add it there or remove \
-                     the entry"
-                ));
-            }
+    let named = (config.prefetch_role_secrets.keys().map(|r| ("prefetch", r)))
+        .chain(config.prefetch_role_tags.keys().map(|r| ("filter_tags", r)));
+    let mut roles = std::collections::BTreeSet::new();
+    for (setting, role) in named {
+        if !config.allowed_roles.is_empty() && !config.allowed_roles.contains(role) {
+            problems.push(format!(
+                "{setting}: role_arn = {role:?} is not in allowed_roles; add it there or remove \
+                 the entry"
+            ));
         }
+        roles.insert(role);
     }
-    let roles = config.prefetch_role_secrets.len();
+    let roles = roles.len();
     if roles > config.max_roles {
         problems.push(format!(
             "prefetch names {roles} roles but max_roles = {}; raise max_roles to at least {roles}",
@@ -1341,8 +1348,14 @@ fn check_roles(config: &mut Config, settings: &[Setting], env: &Env, problems: &
     }
 }
 
-/// `filter_tags = [{ key = "Team" }, ...]` (3.x) or `["Team", ...]`.
-fn filter_tags_from_toml(path: &str, value: &toml::Value, problems: &mut Problems) -> Option<Raw> {
+/// `filter_tags = [{ key = "Team" }, { key = "Env", role_arn = "..." }, ...]` (3.x) or
+/// `["Team", ...]`: the keys read with the agent's own credentials, and the (role, key) pairs
+/// of filters that name a role (`None` when there are none).
+fn filter_tags_from_toml(
+    path: &str,
+    value: &toml::Value,
+    problems: &mut Problems,
+) -> Option<(Raw, Option<Raw>)> {
     let Some(items) = value.as_array() else {
         problems.push(format!(
             "{path} = {}: must be a list such as [{{ key = \"Team\" }}]",
@@ -1351,30 +1364,15 @@ fn filter_tags_from_toml(path: &str, value: &toml::Value, problems: &mut Problem
         return None;
     };
     let mut keys = Vec::new();
+    let mut by_role = Vec::new();
     for item in items {
         match item {
             toml::Value::String(s) => keys.push(Raw::Str(s.clone())),
             toml::Value::Table(t) => {
-                if t.contains_key("role_arn") {
-                    problems.push(format!(
-                        "{path}: role_arn is not supported in a tag filter yet (the agent's own \
-                         credentials read the tagged secrets); remove it, or list the ids under \
-                         prefetch.secrets with role_arn"
-                    ));
-                    return None;
-                }
-                if let Some(unknown) = t.keys().find(|k| *k != "key") {
-                    problems.push(format!(
-                        "{path}: unknown key {unknown:?} in a tag filter; only key is allowed"
-                    ));
-                    return None;
-                }
-                match t.get("key").and_then(|v| v.as_str()) {
-                    Some(k) => keys.push(Raw::Str(k.to_string())),
-                    None => {
-                        problems.push(format!("{path}: each entry needs key = \"...\""));
-                        return None;
-                    }
+                let (key, role) = entry_with_role(path, "a tag filter", "key", t, problems)?;
+                match role {
+                    None => keys.push(Raw::Str(key)),
+                    Some(role) => by_role.push(Raw::List(vec![Raw::Str(role), Raw::Str(key)])),
                 }
             }
             other => {
@@ -1386,7 +1384,43 @@ fn filter_tags_from_toml(path: &str, value: &toml::Value, problems: &mut Problem
             }
         }
     }
-    Some(Raw::List(keys))
+    let by_role = (!by_role.is_empty()).then_some(Raw::List(by_role));
+    Some((Raw::List(keys), by_role))
+}
+
+/// `{ FIELD = "...", role_arn = "..." }`, an entry of `prefetch` (`secret_id`) or `filter_tags`
+/// (`key`): the field's value and the role when one is named.
+fn entry_with_role(
+    path: &str,
+    what: &str,
+    field: &str,
+    t: &toml::Table,
+    problems: &mut Problems,
+) -> Option<(String, Option<String>)> {
+    if let Some(unknown) = t.keys().find(|k| *k != field && *k != "role_arn") {
+        problems.push(format!(
+            "{path}: unknown key {unknown:?} in {what}; allowed: {field}, role_arn"
+        ));
+        return None;
+    }
+    let role = match t.get("role_arn") {
+        None => None,
+        Some(toml::Value::String(r)) => Some(r.clone()),
+        Some(other) => {
+            problems.push(format!(
+                "{path}: role_arn = {}: must be a role ARN string",
+                Raw::from(other)
+            ));
+            return None;
+        }
+    };
+    match t.get(field).and_then(|v| v.as_str()) {
+        Some(v) => Some((v.to_string(), role)),
+        None => {
+            problems.push(format!("{path}: each entry needs {field} = \"...\""));
+            None
+        }
+    }
 }
 
 /// Tag keys as Secrets Manager's `tag-key` filter takes them: 1 to 512 characters of its
@@ -1700,6 +1734,8 @@ mod tests {
         }
     }
 
+    /// Issue 19: prefetch entries and tag filters (3.x `filter_tags = [{ key, role_arn }]`) that
+    /// name a role are grouped by role, kept apart from the agent's own.
     #[test]
     fn role_settings_load_in_both_layouts_and_group_prefetch_by_role() {
         const A: &str = "arn:aws:iam::111111111111:role/a";
@@ -1710,6 +1746,9 @@ mod tests {
             max_roles = 5
             allowed_roles = ["{A}", "{B}"]
             role_session_name = "my-agent"
+            [capabilities.secrets_manager.prefetch]
+            filter_tags = [{{ key = "Own" }}, {{ key = "Team", role_arn = "{A}" }},
+                           {{ key = "Env", role_arn = "{A}" }}, {{ key = "Team", role_arn = "{B}" }}]
             [[capabilities.secrets_manager.prefetch.secrets]]
             secret_id = "own"
             [[capabilities.secrets_manager.prefetch.secrets]]
@@ -1733,6 +1772,9 @@ mod tests {
             max_jitter_seconds = 2
             secrets = [{{ secret_id = "own" }}, {{ secret_id = "db", role_arn = "{A}" }},
                        {{ secret_id = "api", role_arn = "{A}" }}, {{ secret_id = "db", role_arn = "{B}" }}]
+            filter_tags = [{{ key = "Own" }}, {{ key = "Team", role_arn = "{A}" }},
+                           {{ key = "Env", role_arn = "{A}" }}, {{ key = "Team", role_arn = "{A}" }},
+                           {{ key = "Team", role_arn = "{B}" }}]
             "#
         );
         for text in [nested, flat] {
@@ -1743,6 +1785,9 @@ mod tests {
             assert_eq!(c.prefetch_secrets, vec!["own"]);
             assert_eq!(c.prefetch_role_secrets[A], vec!["db", "api"]);
             assert_eq!(c.prefetch_role_secrets[B], vec!["db"]);
+            assert_eq!(c.prefetch_tags, vec!["Own"]);
+            assert_eq!(c.prefetch_role_tags[A], vec!["Team", "Env"]);
+            assert_eq!(c.prefetch_role_tags[B], vec!["Team"]);
         }
         let c = load(None, &[]).unwrap();
         assert_eq!(c.max_roles, 20, "3.x's default");
@@ -1773,6 +1818,14 @@ mod tests {
             ),
             (
                 format!("max_roles = 1\nprefetch = [{{ secret_id = \"x\", role_arn = \"{A}\" }}, {{ secret_id = \"x\", role_arn = \"{B}\" }}]"),
+                "prefetch names 2 roles but max_roles = 1",
+            ),
+            (
+                format!("allowed_roles = [\"{A}\"]\n[prefetch]\nfilter_tags = [{{ key = \"T\", role_arn = \"{B}\" }}]"),
+                "filter_tags: role_arn = \"arn:aws:iam::222222222222:role/b\" is not in allowed_roles",
+            ),
+            (
+                format!("max_roles = 1\nprefetch = [{{ secret_id = \"x\", role_arn = \"{A}\" }}]\nfilter_tags = [{{ key = \"T\", role_arn = \"{B}\" }}, {{ key = \"U\", role_arn = \"{A}\" }}]"),
                 "prefetch names 2 roles but max_roles = 1",
             ),
             ("allowed_roles = [\"reader\"]".into(), "\"reader\" must be an IAM role ARN"),
@@ -2154,7 +2207,15 @@ colour = "red"
             (r#"prefetch_tags = ["a#b"]"#, "not one Secrets Manager can filter by"),
             (
                 "[capabilities.secrets_manager.prefetch]\nfilter_tags = [{ key = \"T\", role_arn = \"arn:aws:iam::1:role/r\" }]",
-                "role_arn is not supported in a tag filter",
+                "role_arn = \"arn:aws:iam::1:role/r\": must be an IAM role ARN",
+            ),
+            (
+                "[prefetch]\nfilter_tags = [{ key = \"!T\", role_arn = \"arn:aws:iam::111111111111:role/r\" }]",
+                "starts with '!'",
+            ),
+            (
+                "[prefetch]\nfilter_tags = [{ key = \"T\", role_arn = 7 }]",
+                "role_arn = 7: must be a role ARN string",
             ),
             (
                 "[capabilities.secrets_manager.prefetch]\nfilter_tags = [{ name = \"T\" }]",

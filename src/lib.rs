@@ -141,11 +141,17 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
         app.cache
             .prefetch_as(role.as_str().into(), ids, config.prefetch_jitter);
     }
-    app.cache.prefetch_tagged(
-        config.prefetch_tags.clone(),
-        tag_limit,
-        config.prefetch_jitter,
-    );
+    let jitter = config.prefetch_jitter;
+    app.cache
+        .prefetch_tagged(None, config.prefetch_tags.clone(), tag_limit, jitter);
+    // A role's tagged secrets fill what its listed ids leave of its own share.
+    for (role, keys) in &config.prefetch_role_tags {
+        let listed = config.prefetch_role_secrets.get(role).map_or(0, Vec::len);
+        let role_limit = limit.saturating_sub(listed);
+        let role = Some(role.as_str().into());
+        app.cache
+            .prefetch_tagged(role, keys.clone(), role_limit, jitter);
+    }
     tracing::info!(listen = %local, "secrets-agent is serving");
     Ok(Started { listener, app })
 }

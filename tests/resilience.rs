@@ -282,7 +282,7 @@ async fn tag_prefetch_caches_only_the_tagged_secrets() {
     agent
         .app
         .cache
-        .prefetch_tagged(vec![tag], 800, Duration::ZERO);
+        .prefetch_tagged(None, vec![tag], 800, Duration::ZERO);
     assert!(agent.app.cache.settle(Duration::from_secs(30)).await);
     assert_eq!(
         agent.proxy.count("BatchGetSecretValue"),
@@ -328,7 +328,7 @@ async fn tag_prefetch_follows_pages_for_each_key() {
     agent
         .app
         .cache
-        .prefetch_tagged(vec![a, b], 800, Duration::ZERO);
+        .prefetch_tagged(None, vec![a, b], 800, Duration::ZERO);
     assert!(agent.app.cache.settle(Duration::from_secs(30)).await);
     assert_eq!(
         agent.proxy.count("BatchGetSecretValue"),

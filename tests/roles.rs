@@ -43,10 +43,22 @@ async fn as_role(role: &str) -> aws_config::SdkConfig {
 
 /// Creates `name` with `value` in the account of `role`.
 async fn create_secret_as(role: &str, name: &str, value: &str) {
+    create_tagged_as(role, name, value, None).await;
+}
+
+/// Creates `name` with `value` in the account of `role`, carrying `tag_key` when given.
+async fn create_tagged_as(role: &str, name: &str, value: &str, tag_key: Option<&str>) {
+    let tag = tag_key.map(|k| {
+        aws_sdk_secretsmanager::types::Tag::builder()
+            .key(k)
+            .value("v")
+            .build()
+    });
     aws_sdk_secretsmanager::Client::new(&as_role(role).await)
         .create_secret()
         .name(name)
         .secret_string(value)
+        .set_tags(tag.map(|t| vec![t]))
         .send()
         .await
         .expect("create secret in the role's account");
@@ -277,6 +289,59 @@ async fn prefetch_reads_each_roles_secrets_in_one_batch_signed_as_that_role() {
         assert_eq!(r.json()["SecretString"], "pre-b");
     }
     assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    agent.stop().await;
+}
+
+/// Issue 19: a tag filter naming a role (3.x `filter_tags = [{ key, role_arn }]`) prefetches
+/// the tagged secrets of the role's account only, in one BatchGetSecretValue signed as the
+/// role, cached under the role: reads with that roleArn are hits; the same names under the
+/// other role and the agent's own credentials are separate entries, left to be read on demand.
+#[tokio::test]
+async fn a_tag_filter_with_a_role_prefetches_the_roles_tagged_secrets_signed_as_it() {
+    let agent = TestAgent::start(|_| {}).await;
+    let tag = format!("{}-end", unique("roles-team"));
+    let names: Vec<String> = (0..6).map(|i| unique(&format!("roles/tag{i}"))).collect();
+    for (i, n) in names.iter().enumerate() {
+        let tagged = (i % 2 == 0).then_some(tag.as_str());
+        create_tagged_as(ROLE_A, n, &format!("a-{i}"), tagged).await;
+        create_tagged_as(ROLE_B, n, &format!("b-{i}"), tagged).await;
+    }
+    create_secret(&names[0], "own").await;
+    agent
+        .app
+        .cache
+        .prefetch_tagged(Some(ROLE_A.into()), vec![tag], 800, Duration::ZERO);
+    assert!(agent.app.cache.settle(Duration::from_secs(30)).await);
+
+    assert_eq!(
+        agent.proxy.count_by_key("AssumeRole"),
+        vec![("testing".to_string(), 1)],
+        "one AssumeRole, as the agent"
+    );
+    let batches = agent.proxy.count_by_key("BatchGetSecretValue");
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_ne!(batches[0].0, "testing", "signed as the role: {batches:?}");
+    assert_eq!(batches[0].1, 1, "3 secrets: one page");
+    for (i, n) in names.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let r = agent.get(&get_as(n, ROLE_A)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["SecretString"], format!("a-{i}"));
+        assert_eq!(r.header("x-cache"), Some("hit"), "{n}");
+    }
+    assert_eq!(agent.proxy.count("GetSecretValue"), 0);
+    // Untagged, another role, the agent's own: not prefetched, each read once, on demand.
+    let untagged = agent.get(&get_as(&names[1], ROLE_A)).await;
+    assert_eq!(untagged.header("x-cache"), Some("miss"));
+    let other_role = agent.get(&get_as(&names[0], ROLE_B)).await;
+    assert_eq!(other_role.json()["SecretString"], "b-0");
+    assert_eq!(other_role.header("x-cache"), Some("miss"));
+    let own = agent
+        .get(&format!("/secretsmanager/get?secretId={}", enc(&names[0])))
+        .await;
+    assert_eq!(own.json()["SecretString"], "own");
+    assert_eq!(own.header("x-cache"), Some("miss"));
+    assert_eq!(agent.proxy.count("GetSecretValue"), 3);
+    assert_eq!(agent.proxy.count("AssumeRole"), 2);
     agent.stop().await;
 }
 
