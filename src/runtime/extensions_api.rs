@@ -1,6 +1,7 @@
 //! The Lambda Extensions API calls the agent makes: register, event/next, init/error and
-//! exit/error. Our own small client rather than `lambda-extension`'s run loop, because the agent
-//! must decide what an odd answer means: the status of every answer is checked before its body,
+//! exit/error, each an HTTP/1.1 request over hyper's connection API (the four requests are all
+//! the agent needs of `lambda-extension`, so it is not a dependency). Our own client rather than
+//! `lambda-extension`'s run loop, because the agent must decide what an odd answer means: the status of every answer is checked before its body,
 //! an event type we do not know is logged and skipped (a future event must not kill the
 //! function), and the agent chooses when to ask for the next event (after the refreshes an
 //! INVOKE started, so a freeze does not catch them mid-flight).
@@ -15,17 +16,17 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use lambda_extension::requests::{exit_error, init_error, ErrorRequest};
-use lambda_runtime_api_client::body::Body;
-use lambda_runtime_api_client::{build_request, Client};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 const REGISTER: &str = "/2020-01-01/extension/register";
 const NEXT: &str = "/2020-01-01/extension/event/next";
 const ID_HEADER: &str = "Lambda-Extension-Identifier";
 const NAME_HEADER: &str = "Lambda-Extension-Name";
+const ERROR_TYPE_HEADER: &str = "Lambda-Extension-Function-Error-Type";
 /// Consecutive unusable event/next answers tolerated before giving up.
 const NEXT_ATTEMPTS: u32 = 5;
 
@@ -96,9 +97,10 @@ pub fn parse_event(body: &[u8]) -> Result<Event, String> {
     })
 }
 
-/// A client for one extension.
+/// A client for one extension: a connection per call to `host:port` (a handful of calls per
+/// invoke, on the loopback).
 pub struct ExtensionsApi {
-    client: Client,
+    authority: String,
 }
 
 /// Which phase an error report belongs to.
@@ -114,28 +116,31 @@ impl ExtensionsApi {
         let uri: http::Uri = format!("http://{runtime_api}")
             .parse()
             .map_err(|_| ApiError::Endpoint(runtime_api.to_string()))?;
-        let client =
-            Client::builder()
-                .with_endpoint(uri)
-                .build()
-                .map_err(|e| ApiError::Transport {
-                    call: "client",
-                    detail: e.to_string(),
-                })?;
-        Ok(ExtensionsApi { client })
+        match uri.authority() {
+            Some(a) if uri.path() == "/" && a.port_u16().is_some() => Ok(ExtensionsApi {
+                authority: a.to_string(),
+            }),
+            _ => Err(ApiError::Endpoint(runtime_api.to_string())),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, self.authority.as_str())
     }
 
     /// Registers `name` for `events`; returns the extension id.
     pub async fn register(&self, name: &str, events: &[&str]) -> Result<String, ApiError> {
         const CALL: &str = "register";
         let body = serde_json::json!({ "events": events }).to_string();
-        let req = build_request()
-            .method(Method::POST)
-            .uri(REGISTER)
+        let req = self
+            .request(Method::POST, REGISTER)
             .header(NAME_HEADER, name)
             .header("Lambda-Extension-Accept-Feature", "accountId")
             .header("Content-Type", "application/json")
-            .body(Body::from(body));
+            .body(Full::from(body));
         let (status, headers, body) = self.send(CALL, req).await?;
         if status != StatusCode::OK {
             return Err(status_error(CALL, status, &body));
@@ -169,11 +174,10 @@ impl ExtensionsApi {
 
     async fn next_once(&self, extension_id: &str) -> Result<Event, ApiError> {
         const CALL: &str = "event/next";
-        let req = build_request()
-            .method(Method::GET)
-            .uri(NEXT)
+        let req = self
+            .request(Method::GET, NEXT)
             .header(ID_HEADER, extension_id)
-            .body(Body::empty());
+            .body(Full::default());
         let (status, _, body) = self.send(CALL, req).await?;
         if status != StatusCode::OK {
             return Err(status_error(CALL, status, &body));
@@ -183,28 +187,27 @@ impl ExtensionsApi {
 
     /// POSTs `/extension/{init,exit}/error`; failures are logged, the caller exits anyway.
     pub async fn report(&self, phase: Phase, extension_id: &str, error_type: &str, message: &str) {
-        let body = ErrorRequest {
-            error_message: message,
-            error_type,
-            stack_trace: Vec::new(),
+        let body = serde_json::json!({
+            "errorMessage": message,
+            "errorType": error_type,
+            "stackTrace": [],
+        });
+        let path = match phase {
+            Phase::Init => "/2020-01-01/extension/init/error",
+            Phase::Exit => "/2020-01-01/extension/exit/error",
         };
-        let req = match phase {
-            Phase::Init => init_error(extension_id, error_type, Some(body)),
-            Phase::Exit => exit_error(extension_id, error_type, Some(body)),
-        };
-        let req = match req {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the error report");
-                return;
-            }
-        };
-        match self.client.call(req).await {
-            Ok(resp) if resp.status().is_success() => {
+        let req = self
+            .request(Method::POST, path)
+            .header(ID_HEADER, extension_id)
+            .header(ERROR_TYPE_HEADER, error_type)
+            .header("Content-Type", "application/json")
+            .body(Full::from(body.to_string()));
+        match self.send("error report", req).await {
+            Ok((status, _, _)) if status.is_success() => {
                 tracing::info!(error_type, "error reported to the Extensions API")
             }
-            Ok(resp) => tracing::error!(
-                status = resp.status().as_u16(),
+            Ok((status, _, _)) => tracing::error!(
+                status = status.as_u16(),
                 "the Extensions API refused the error report"
             ),
             Err(e) => {
@@ -216,13 +219,19 @@ impl ExtensionsApi {
     async fn send(
         &self,
         call: &'static str,
-        req: Result<Request<Body>, http::Error>,
-    ) -> Result<(StatusCode, http::HeaderMap, bytes::Bytes), ApiError> {
+        req: Result<Request<Full<Bytes>>, http::Error>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ApiError> {
         let transport = |detail: String| ApiError::Transport { call, detail };
         let req = req.map_err(|e| transport(e.to_string()))?;
-        let resp = self
-            .client
-            .call(req)
+        let stream = tokio::net::TcpStream::connect(self.authority.as_str())
+            .await
+            .map_err(|e| transport(format!("connect to {}: {e}", self.authority)))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(req)
             .await
             .map_err(|e| transport(e.to_string()))?;
         let (parts, body) = resp.into_parts();
