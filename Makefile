@@ -75,3 +75,20 @@ clean:
 # `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk),
 # `make example-rust` (examples/lambda-rust/example.mk).
 -include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk
+
+# `make deny`: licenses, bans (a second major of a crate) and sources of every dependency
+# (deny.toml), offline. cargo-deny is built once into .tools (git-ignored). Not part of
+# `make test`: compiling cargo-deny on a clean clone takes longer than the rest of the lint
+# step (see docs/dependencies.md). `make deny-advisories` also checks the RustSec advisory
+# database, which it fetches from GitHub (needs network).
+.PHONY: deny deny-advisories
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := .tools/bin/cargo-deny
+$(CARGO_DENY):
+	nice -n 19 cargo install --locked --version $(CARGO_DENY_VERSION) --root .tools cargo-deny
+
+deny: $(CARGO_DENY)
+	$(CARGO_DENY) --offline check licenses bans sources
+
+deny-advisories: $(CARGO_DENY)
+	$(CARGO_DENY) check advisories
