@@ -1,9 +1,22 @@
 # `make bench` (issue 7): builds the agent and the floor server (benches/floor.rs), then
 # bench/run.py measures hits against the floor, cold-miss storms, expiry under load, start-up,
-# memory and sizes in one run, and writes a Markdown table to stdout and bench/results/latest.md.
-# It takes about 7 minutes; run it on a quiet machine. BENCH_QUICK=1 shortens every phase.
+# memory and sizes in one run, for secrets-agent and the two AWS agents it replaces, and writes
+# Markdown tables to stdout and bench/results/latest.md. It takes about 15 minutes (plus the
+# AWS agents' one-time build); run it on a quiet machine. BENCH_QUICK=1 shortens every phase;
+# BENCH_OURS_ONLY=1 leaves the AWS agents out.
 
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-agents
+
+# The AWS agents (crates.io, Apache-2.0), built once into bench/.agents (git-ignored) and reused.
+# Their TLS is rustls over aws-lc-rs; aws-lc-sys builds its C with the cc crate (no cmake).
+BENCH_AGENTS_ROOT := bench/.agents
+AWS_SM_AGENT_VERSION := 2.1.0
+AWS_WCP_VERSION := 3.1.2
+$(BENCH_AGENTS_ROOT)/bin/aws_secretsmanager_agent:
+	nice -n 19 cargo install --locked --version $(AWS_SM_AGENT_VERSION) --root $(BENCH_AGENTS_ROOT) aws_secretsmanager_agent
+$(BENCH_AGENTS_ROOT)/bin/aws-workload-credentials-provider:
+	nice -n 19 cargo install --locked --version $(AWS_WCP_VERSION) --root $(BENCH_AGENTS_ROOT) aws_workload_credentials_provider
+bench-agents: $(BENCH_AGENTS_ROOT)/bin/aws_secretsmanager_agent $(BENCH_AGENTS_ROOT)/bin/aws-workload-credentials-provider
 
 # wrk from Debian is the load generator.
 bench-deps:
@@ -13,14 +26,14 @@ bench-deps:
 	  $$SUDO apt-get install -y -qq wrk || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }; \
 	}
 
-bench: venv bench-deps
+bench: venv bench-deps bench-agents
 	$(PY) bench/run.py
 
-# Instructions per cache hit of the agent and the floor under callgrind (bench/instructions.py):
-# deterministic, so it shows hit-path changes that the req/s figures cannot tell from noise.
-# Takes the binaries `make bench` built; about 2 minutes.
+# Instructions per cache hit of the agent, the two AWS agents and the floor under callgrind
+# (bench/instructions.py): deterministic, so it shows hit-path changes that the req/s figures
+# cannot tell from noise. Takes the binaries `make bench` built; about 5 minutes.
 .PHONY: bench-instructions
-bench-instructions: venv
+bench-instructions: venv bench-agents
 	@command -v valgrind >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get install -y -qq valgrind || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind; }; \

@@ -42,7 +42,7 @@ def main():
         run.create_secrets(moto_port)
         for label, binary in (("static", static), ("glibc", glibc)):
             run.AGENT = binary
-            start = run.measure_start(children, proxy_port)
+            start = run.measure_start(children, proxy_port)[run.OURS.key]
             _, ready, _ = run.measure_lambda_start(children, proxy_port)
             agent = run.Agent(children, proxy_port, f"builds-{label}")
             status = agent.get(run.secret_path(run.HOT))[0]

@@ -1,11 +1,15 @@
-"""User-space instructions per cache hit, agent and floor, counted by valgrind's callgrind.
+"""User-space instructions per cache hit of secrets-agent, the two AWS agents
+(bench/contenders.py, each from the same configuration file) and the floor, counted by
+valgrind's callgrind.
 
 Unlike requests per second, the count does not move with what else the machine is doing, so it
 shows small hit-path changes that `make bench` cannot tell from noise. Each server runs under
 callgrind twice, answering FEW and MANY requests on one keep-alive connection; the difference
 divided by MANY - FEW is the cost of one request, start-up and shutdown cancelling out.
 
-Run by `make bench-instructions` after `make bench` has built both servers (needs valgrind).
+Run by `make bench-instructions` after `make bench` has built the agent and the floor and
+`make bench-agents` installed the AWS agents (needs valgrind). BENCH_OURS_ONLY=1: secrets-agent
+and the floor only.
 """
 import glob
 import http.client
@@ -15,9 +19,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # BENCH_AGENT counts another build of the agent (bench/builds.py compares two).
-AGENT = os.environ.get("BENCH_AGENT") or os.path.join(ROOT, "target", "release", "secrets-agent")
+from contenders import ROOT, TOKEN_HEADER, contenders, write_config  # noqa: E402
+
 BODY = os.path.join(ROOT, "bench", "results", "floor-body.json")
 FEW, MANY = 500, 2500
 TOKEN = "bench-instructions-token"
@@ -57,20 +62,20 @@ def serve_and_count(cmd, port_of, requests, env=None):
         out = os.path.join(tmp, "callgrind.out")
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env=env, text=True)
+                                env=env, text=True, cwd=tmp)
         try:
             port = port_of(proc)
             conn = None
             for _ in range(600):  # valgrind starts slowly
                 try:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                    conn.request("GET", "/ping")
+                    conn.request("GET", "/ping", headers={TOKEN_HEADER: TOKEN})
                     conn.getresponse().read()
                     break
                 except OSError:
                     time.sleep(0.1)
             for _ in range(requests + 1):  # the first read of the agent is its miss
-                conn.request("GET", PATH, headers={"X-Aws-Parameters-Secrets-Token": TOKEN})
+                conn.request("GET", PATH, headers={TOKEN_HEADER: TOKEN})
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
@@ -98,6 +103,7 @@ def per_request(cmd, port_of, env=None):
 
 
 def main():
+    whos = contenders()
     if subprocess.run(["sh", "-c", "command -v valgrind"], stdout=subprocess.DEVNULL).returncode != 0:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     moto = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "support", "moto_server.py")],
@@ -111,17 +117,21 @@ def main():
         env = dict(os.environ, AWS_ENDPOINT_URL=moto_url, AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench",
                    AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true", AWS_TOKEN=TOKEN,
                    PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL="warn")
-        agent_port = free_port()
-        agent = per_request([AGENT, "--listen", f"127.0.0.1:{agent_port}"], lambda _: agent_port, env)
         floor = per_request([floor_binary(), "127.0.0.1:0", BODY],
                             lambda proc: int(proc.stdout.readline().split()[1]))
+        counts = {}
+        with tempfile.TemporaryDirectory() as configs:
+            for who in whos:
+                port = free_port()
+                cfg = write_config(configs, who.key, port)
+                counts[who.label] = per_request(who.command(cfg), lambda _, p=port: p, env)
     finally:
         moto.stdin.close()
         moto.wait()
     print(f"user-space instructions per cache hit (callgrind, {MANY} - {FEW} requests on one connection):")
-    print(f"  agent {agent:,.0f}")
-    print(f"  floor {floor:,.0f}")
-    print(f"  agent / floor {agent / floor:.2f}")
+    print(f"  {'floor':42} {floor:>10,.0f}")
+    for label, n in counts.items():
+        print(f"  {label:42} {n:>10,.0f}  ({n / floor:.2f} × the floor)")
 
 
 if __name__ == "__main__":
