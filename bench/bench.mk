@@ -26,14 +26,16 @@ bench-deps:
 	  $$SUDO apt-get install -y -qq wrk || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }; \
 	}
 
-bench: venv bench-deps bench-agents
+# BENCH_OURS_ONLY=1 needs no AWS agents.
+BENCH_AGENTS_NEEDED := $(if $(filter 1,$(BENCH_OURS_ONLY)),,bench-agents)
+bench: venv bench-deps $(BENCH_AGENTS_NEEDED)
 	$(PY) bench/run.py
 
 # Instructions per cache hit of the agent, the two AWS agents and the floor under callgrind
 # (bench/instructions.py): deterministic, so it shows hit-path changes that the req/s figures
 # cannot tell from noise. Takes the binaries `make bench` built; about 5 minutes.
 .PHONY: bench-instructions
-bench-instructions: venv bench-agents
+bench-instructions: venv $(BENCH_AGENTS_NEEDED)
 	@command -v valgrind >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get install -y -qq valgrind || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind; }; \

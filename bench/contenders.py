@@ -51,14 +51,23 @@ AWS = (
 
 
 def contenders():
-    """secrets-agent, then each AWS agent that is installed (BENCH_OURS_ONLY=1: ours alone)."""
+    """secrets-agent and the two AWS agents; BENCH_OURS_ONLY=1: ours alone; BENCH_ONLY=key,...:
+    secrets-agent and those (e.g. `aws-sm-agent`)."""
     if os.environ.get("BENCH_OURS_ONLY") == "1":
         return [OURS]
-    missing = [c.binary for c in AWS if not os.access(c.binary, os.X_OK)]
+    chosen = [OURS, *AWS]
+    if os.environ.get("BENCH_ONLY"):
+        keys = os.environ["BENCH_ONLY"].split(",")
+        unknown = set(keys) - {c.key for c in chosen}
+        if unknown:
+            raise SystemExit(f"BENCH_ONLY: unknown {', '.join(sorted(unknown))}; "
+                             f"choose from {', '.join(c.key for c in chosen)}")
+        chosen = [c for c in chosen if c.ours or c.key in keys]
+    missing = [c.binary for c in chosen if not os.access(c.binary, os.X_OK)]
     if missing:
         raise SystemExit(f"not installed: {', '.join(missing)}; `make bench-agents` installs them "
                          "(BENCH_OURS_ONLY=1 benchmarks secrets-agent alone)")
-    return [OURS, *AWS]
+    return chosen
 
 
 def config_toml(port, ttl_s=300, cache_size=1000, log_level="warn"):
