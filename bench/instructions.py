@@ -24,13 +24,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from contenders import ROOT, TOKEN_HEADER, contenders, write_config  # noqa: E402
 
 BODY = os.path.join(ROOT, "bench", "results", "floor-body.json")
-FEW, MANY = 500, 2500
+# BENCH_QUICK=1: fewer requests, to check the script (the per-hit figure is noisier).
+FEW, MANY = (50, 250) if os.environ.get("BENCH_QUICK") == "1" else (500, 2500)
 TOKEN = "bench-instructions-token"
 SECRET = "bench/instructions"
 PATH = f"/secretsmanager/get?secretId={SECRET}"
 
 
 def floor_binary():
+    if os.environ.get("BENCH_FLOOR"):  # another floor build, e.g. `--profile dev`
+        return os.environ["BENCH_FLOOR"]
     floors = [p for p in glob.glob(os.path.join(ROOT, "target", "release", "deps", "floor-*"))
               if os.access(p, os.X_OK) and not p.endswith(".d")]
     if not floors or not os.path.exists(BODY):
