@@ -621,7 +621,7 @@ async fn acm_certificate_files_follow_a_renewal() {
     let key_text = read(&key);
     let doc = pkcs8::SecretDocument::from_pem(key_text.trim()).expect("the key parses");
     assert_eq!(doc.0, "PRIVATE KEY", "unencrypted PKCS#8");
-    pkcs8::PrivateKeyInfo::try_from(doc.1.as_bytes()).expect("a PKCS#8 structure");
+    pkcs8::PrivateKeyInfoRef::try_from(doc.1.as_bytes()).expect("a PKCS#8 structure");
     for p in [&cert, &chain, &full, &key] {
         assert_eq!(mode(p), 0o400, "{}", p.display());
     }
