@@ -672,15 +672,7 @@ impl AwsBackend {
                 })
                 .cloned();
             let Some(id) = id else { continue };
-            let fetched = secret_body(SecretFields {
-                arn: v.arn,
-                name: v.name,
-                version_id: v.version_id,
-                secret_string: v.secret_string,
-                secret_binary: v.secret_binary.map(|b| b.into_inner()),
-                version_stages: v.version_stages,
-                created_date: v.created_date,
-            });
+            let fetched = entry_body(v);
             results.push((id, Ok(fetched)));
         }
         for e in out.errors.unwrap_or_default() {
@@ -699,6 +691,19 @@ impl AwsBackend {
         }
         Ok(results)
     }
+}
+
+/// A BatchGetSecretValue entry as the body GetSecretValue would have given.
+fn entry_body(v: aws_sdk_secretsmanager::types::SecretValueEntry) -> Fetched {
+    secret_body(SecretFields {
+        arn: v.arn,
+        name: v.name,
+        version_id: v.version_id,
+        secret_string: v.secret_string,
+        secret_binary: v.secret_binary.map(|b| b.into_inner()),
+        version_stages: v.version_stages,
+        created_date: v.created_date,
+    })
 }
 
 impl AwsBackend {
@@ -743,15 +748,7 @@ impl AwsBackend {
         let mut found = Vec::new();
         for v in out.secret_values.unwrap_or_default() {
             let Some(name) = v.name.clone() else { continue };
-            let fetched = secret_body(SecretFields {
-                arn: v.arn,
-                name: v.name,
-                version_id: v.version_id,
-                secret_string: v.secret_string,
-                secret_binary: v.secret_binary.map(|b| b.into_inner()),
-                version_stages: v.version_stages,
-                created_date: v.created_date,
-            });
+            let fetched = entry_body(v);
             found.push((name, fetched));
         }
         Ok((found, out.next_token.filter(|t| !t.is_empty())))

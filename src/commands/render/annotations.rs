@@ -25,7 +25,8 @@ use crate::config::{parse_file_mode, FileContent, FileEntry, DEFAULT_FILE_MODE};
 /// Our annotation prefix.
 pub const PREFIX: &str = "secrets-agent.io/";
 const FILE: &str = "file.";
-const ATTRIBUTES: [&str; 5] = ["path", "source", "mode", "uid", "gid"];
+/// The attributes of a file's long form, `file.<name>.<attribute>`.
+pub const ATTRIBUTES: [&str; 5] = ["path", "source", "mode", "uid", "gid"];
 const FILES_PATH: &str = "files-path";
 /// Where the short form's files go when no `files-path` annotation says otherwise.
 pub const DEFAULT_FILES_PATH: &str = "/run/secrets/app";
@@ -76,11 +77,7 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
             ));
             continue;
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !is_file_name(name) {
             problems.push(format!(
                 "{key}: the file name {name:?} must be letters, digits, '-' or '_'"
             ));
@@ -176,6 +173,14 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// A file's `<name>` in the keys: letters, digits, `-` and `_`.
+pub fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A Go `%q` string: `"..."` with `\a \b \f \n \r \t \v \\ \" \xHH \uHHHH \UHHHHHHHH` and octal

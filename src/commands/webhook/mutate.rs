@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::commands::render::annotations::{DEFAULT_FILES_PATH, PREFIX};
+use crate::commands::render::annotations::{is_file_name, ATTRIBUTES, DEFAULT_FILES_PATH, PREFIX};
 
 const STATUS_INJECTED: &str = "injected";
 
@@ -288,7 +288,6 @@ const KEYS: [&str; 13] = [
     "status",
     "file.",
 ];
-const FILE_ATTRIBUTES: [&str; 5] = ["path", "source", "mode", "uid", "gid"];
 
 impl Asked {
     fn from_annotations(
@@ -306,15 +305,11 @@ impl Asked {
             };
             if let Some(rest) = k.strip_prefix("file.") {
                 let (name, attribute) = rest.split_once('.').unwrap_or((rest, ""));
-                let name_ok = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-                if !name_ok {
+                if !is_file_name(name) {
                     problems.push(format!(
                         "{key}: the file name {name:?} must be letters, digits, '-' or '_'"
                     ));
-                } else if attribute.is_empty() || FILE_ATTRIBUTES.contains(&attribute) {
+                } else if attribute.is_empty() || ATTRIBUTES.contains(&attribute) {
                     files.insert(name.to_string());
                     if attribute == "uid" || attribute == "gid" {
                         match value.as_str().and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -342,7 +337,7 @@ impl Asked {
                 if unknown.len() > 1 { "s" } else { "" },
                 unknown.join(", "),
                 KEYS[..KEYS.len() - 1].join(", "),
-                FILE_ATTRIBUTES.join("|"),
+                ATTRIBUTES.join("|"),
             ));
         }
         let get = |k: &str| {
