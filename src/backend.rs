@@ -113,6 +113,45 @@ impl Key {
     }
 }
 
+/// A [`Key`] borrowed from a request, so that a cache hit finds its entry without copying the
+/// id. It hashes and compares exactly as the `Key` it stands for: the same fields in the same
+/// order, `&str` hashing as `String` and `Arc<str>` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyRef<'a> {
+    pub kind: Kind,
+    pub id: &'a str,
+    pub version: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub decrypt: bool,
+    pub role: Option<&'a str>,
+}
+
+impl<'a> KeyRef<'a> {
+    /// The AWSCURRENT version of secret `id`, read with the agent's own credentials (what
+    /// `Key::secret(id, None, None)` is).
+    pub fn current_secret(id: &'a str) -> Self {
+        KeyRef {
+            kind: Kind::Secret,
+            id,
+            version: None,
+            label: None,
+            decrypt: false,
+            role: None,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.kind == key.kind
+            && self.id == key.id
+            && self.version == key.version.as_deref()
+            && self.label == key.label.as_deref()
+            && self.decrypt == key.decrypt
+            && self.role == key.role.as_deref()
+    }
+}
+
 /// One fetched value, already serialized as the agent's response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -1169,6 +1208,56 @@ mod tests {
             Key::secret("a", None, Some("AWSPREVIOUS".into())),
             Key::secret("a", None, None)
         );
+    }
+
+    #[test]
+    fn a_borrowed_key_finds_the_entry_of_the_key_it_stands_for() {
+        use hashbrown::Equivalent;
+        use std::hash::BuildHasher;
+        let hasher = fnv::FnvBuildHasher::default();
+        let role: Arc<str> = Arc::from("arn:aws:iam::123456789012:role/r");
+        let cases = [
+            (
+                KeyRef::current_secret("db/pw"),
+                Key::secret("db/pw", None, None),
+            ),
+            (
+                KeyRef {
+                    version: Some("v1"),
+                    label: Some("AWSPREVIOUS"),
+                    role: Some(&role),
+                    ..KeyRef::current_secret("db/pw")
+                },
+                Key::secret("db/pw", Some("v1".into()), Some("AWSPREVIOUS".into()))
+                    .with_role(Some(role.clone())),
+            ),
+            (
+                KeyRef {
+                    kind: Kind::Parameter,
+                    decrypt: true,
+                    ..KeyRef::current_secret("/app/x")
+                },
+                Key::parameter("/app/x", None, None, true),
+            ),
+        ];
+        for (borrowed, owned) in &cases {
+            assert!(borrowed.equivalent(owned), "{borrowed:?}");
+            assert_eq!(
+                hasher.hash_one(borrowed),
+                hasher.hash_one(owned),
+                "{borrowed:?}"
+            );
+        }
+        // Each borrowed key matches only its own entry.
+        assert!(!cases[0].0.equivalent(&cases[1].1));
+        assert!(!cases[0].0.equivalent(&cases[2].1));
+        let mut map: hashbrown::HashMap<Key, u8, fnv::FnvBuildHasher> = Default::default();
+        for (i, (_, owned)) in cases.iter().enumerate() {
+            map.insert(owned.clone(), i as u8);
+        }
+        for (i, (borrowed, _)) in cases.iter().enumerate() {
+            assert_eq!(map.get(borrowed), Some(&(i as u8)));
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backend::{Backend, Fetched, Key, Kind, Refreshed};
+use crate::backend::{Backend, Fetched, Key, KeyRef, Kind, Refreshed};
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{Metrics, Read};
@@ -138,7 +138,8 @@ struct State {
     /// FNV rather than SipHash: a hit hashes its key once, and SipHash was 5 % of a hit's
     /// instructions (callgrind). Flooding is not a concern: keys come only from token holders,
     /// and eviction keeps the map near `cache_size` entries (plus fetches in flight).
-    map: HashMap<Key, Slot, fnv::FnvBuildHasher>,
+    /// hashbrown's map rather than std's: [`Cache::hit`] looks up a [`KeyRef`].
+    map: hashbrown::HashMap<Key, Slot, fnv::FnvBuildHasher>,
     /// Slots that hold a value: what `capacity` bounds. Slots with only a fetch in flight do
     /// not count, so concurrent misses cannot evict values.
     values: usize,
@@ -264,7 +265,7 @@ impl<B: Backend> Cache<B> {
                 clock,
                 settings,
                 state: Mutex::new(State {
-                    map: HashMap::default(),
+                    map: Default::default(),
                     values: 0,
                     bytes: 0,
                     negative: HashMap::default(),
@@ -286,6 +287,39 @@ impl<B: Backend> Cache<B> {
         // A panic while holding the lock leaves the map consistent (every update is a single
         // assignment), so a poisoned lock is still usable.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fresh value of `key` with nothing else to do: no fetch to start or join, no stale
+    /// value to weigh. `None` sends the read to [`Cache::get`], which decides the rest (a miss,
+    /// a value past its TTL or the refresh-ahead point, a remembered "not found"). A hit this way
+    /// copies nothing of the request and probes the map once.
+    pub fn hit(&self, key: &KeyRef<'_>) -> Option<Answer> {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let ttl = s.ttl(key.kind);
+        let mut guard = self.state();
+        let st = &mut *guard;
+        let slot = st.map.get_mut(key)?;
+        let v = slot.value.as_ref()?;
+        let age = age(now, v.fetched_at);
+        if age >= ttl || slot.suspect {
+            return None;
+        }
+        let due = age >= ttl.mul_f64(s.refresh_ratio) && self.inner.refresh_on_read.load(Relaxed);
+        if due && slot.inflight.is_none() && !backing_off(slot, now) {
+            // `get` starts the refresh, which needs the owned key.
+            return None;
+        }
+        st.tick += 1;
+        slot.used = st.tick;
+        let body = v.data.body.clone();
+        drop(guard);
+        self.inner.metrics.count_read(Read::Hit);
+        Some(Answer {
+            body,
+            status: CacheStatus::Hit,
+            age,
+        })
     }
 
     /// Answers a read: from the cache when fresh, otherwise from one shared backend call.
@@ -1026,6 +1060,44 @@ mod tests {
         assert_eq!(a.status, CacheStatus::Miss);
         assert_eq!(table.calls.load(Ordering::SeqCst), 1);
         assert_eq!(table.describes.load(Ordering::SeqCst), 1);
+    }
+
+    /// `hit` answers only a fresh value with nothing to start; everything else is `get`'s.
+    #[tokio::test]
+    async fn borrowed_hit_answers_only_what_needs_no_fetch() {
+        let (cache, table, clock) = setup(10);
+        let a = KeyRef::current_secret("a");
+        assert!(cache.hit(&a).is_none(), "a miss goes to get");
+        cache.get(key("a"), false).await.unwrap();
+        clock.advance(Duration::from_secs(100));
+        let hit = cache.hit(&a).expect("fresh");
+        assert_eq!(
+            (hit.status, hit.age),
+            (CacheStatus::Hit, Duration::from_secs(100))
+        );
+        assert_eq!(&hit.body[..], b"a@0");
+        assert!(cache.hit(&KeyRef::current_secret("b")).is_none());
+        assert!(
+            cache
+                .hit(&KeyRef {
+                    label: Some("AWSPREVIOUS"),
+                    ..a
+                })
+                .is_none(),
+            "another stage is another entry"
+        );
+        // Past the refresh-ahead point: `get` starts the refresh.
+        clock.advance(Duration::from_secs(150));
+        assert!(cache.hit(&a).is_none());
+        cache.get(key("a"), false).await.unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(table.describes.load(Ordering::SeqCst), 1, "refreshed once");
+        assert!(cache.hit(&a).is_some(), "fresh again after the refresh");
+        // Past the TTL: `get` decides (revalidate, or stale if AWS is down).
+        clock.advance(Duration::from_secs(301));
+        assert!(cache.hit(&a).is_none());
     }
 
     #[tokio::test]

@@ -65,6 +65,19 @@ async fn secret_by_name_and_arn_with_agent_field_names() {
         .get(&format!("/secretsmanager/get?secretId={}", enc(&name)))
         .await;
     assert_eq!(r.header("x-cache"), Some("hit"));
+    // The same id unescaped is the same entry ('/' may stay as is in a query).
+    let r = agent
+        .get(&format!("/secretsmanager/get?secretId={name}"))
+        .await;
+    assert_eq!(r.header("x-cache"), Some("hit"));
+    assert_eq!(r.json()["Name"], name.as_str());
+    // A cached id does not let anything else in the query through.
+    for bad in ["&bogus=1", "&secretId=b", "&refreshNow=maybe"] {
+        let r = agent
+            .get(&format!("/secretsmanager/get?secretId={}{bad}", enc(&name)))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+    }
     assert_eq!(
         agent.proxy.count("GetSecretValue"),
         2,

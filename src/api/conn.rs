@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// How long each phase of a connection may last; see the module doc.
@@ -60,14 +61,16 @@ const CLOSED: u8 = 0b1_0000;
 /// One open connection as its pool sees it.
 pub struct Slot {
     state: AtomicU8,
-    evict: Notify,
+    /// The connection's task, woken by an eviction. An `AtomicWaker` rather than a `Notify`:
+    /// it is registered on every poll of the connection, and a `Notify` takes a lock there.
+    evict: AtomicWaker,
 }
 
 impl Slot {
     fn new() -> Slot {
         Slot {
             state: AtomicU8::new(NEW),
-            evict: Notify::new(),
+            evict: AtomicWaker::new(),
         }
     }
 
@@ -112,7 +115,7 @@ impl Slot {
         if flagged {
             // Wakes `serve`, which polls the connection again; its next read or blocked write
             // sees the flag.
-            self.evict.notify_one();
+            self.evict.wake();
         }
         flagged
     }
@@ -120,13 +123,13 @@ impl Slot {
     /// Drives `conn` to its end; an eviction wakes it so that it closes.
     pub async fn serve<F: Future>(&self, conn: F) {
         tokio::pin!(conn);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut conn => return,
-                _ = self.evict.notified() => {}
-            }
-        }
+        std::future::poll_fn(|cx| {
+            // Registered before the poll: an eviction flagged after the connection looked at
+            // the flag still wakes this task.
+            self.evict.register(cx.waker());
+            conn.as_mut().poll(cx).map(drop)
+        })
+        .await
     }
 }
 
@@ -342,8 +345,9 @@ pub struct Timed<S> {
     timeouts: Timeouts,
     /// Whether any byte has arrived (until then the first-byte timeout runs).
     started: bool,
-    /// When the current request head must be complete (`None`: no head being read).
-    head_deadline: Option<Instant>,
+    /// Where the current request head is.
+    head: Head,
+    /// When the connection was admitted, then when the last response went out.
     last_activity: Instant,
     sleep: Pin<Box<Sleep>>,
     /// Armed while a write is blocked; reset by any progress.
@@ -358,12 +362,23 @@ impl<S> Timed<S> {
             slot,
             timeouts,
             started: false,
-            head_deadline: None,
+            head: Head::None,
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + timeouts.first_byte)),
             write_sleep: None,
         }
     }
+}
+
+/// The request head being read, if any.
+#[derive(Clone, Copy)]
+enum Head {
+    None,
+    /// Its first bytes have arrived; the rest may already be here too, so the clock is read
+    /// only if the connection has to wait for more (most heads arrive in one read).
+    Started,
+    /// Waiting for the rest, which must arrive by then.
+    Until(Instant),
 }
 
 enum Expiry {
@@ -393,15 +408,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
             Poll::Pending if evicted => Poll::Ready(Ok(())),
             Poll::Ready(Ok(())) if evicted && buf.filled().len() == before => Poll::Ready(Ok(())),
             Poll::Ready(r) => {
-                let now = Instant::now();
-                this.last_activity = now;
                 let got = buf.filled().len() > before;
                 this.started |= got;
                 if busy {
-                    this.head_deadline = None;
-                } else if got && this.head_deadline.is_none() {
+                    this.head = Head::None;
+                } else if got && matches!(this.head, Head::None) {
                     // First bytes of a new request: its head must arrive in time.
-                    this.head_deadline = Some(now + this.timeouts.head);
+                    this.head = Head::Started;
                     this.slot.set_phase(HEAD);
                 }
                 Poll::Ready(r)
@@ -409,33 +422,47 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
             Poll::Pending => {
                 if busy {
                     // Never time out a connection while its request is being served.
-                    this.head_deadline = None;
+                    this.head = Head::None;
                     return Poll::Pending;
                 }
                 if state & PHASE == NEW {
                     this.slot.set_phase(FRESH);
                 }
-                let (deadline, on_expiry) = match this.head_deadline {
-                    Some(d) => (d, Expiry::Head),
-                    None if !this.started => (
+                if let Head::Started = this.head {
+                    this.head = Head::Until(Instant::now() + this.timeouts.head);
+                }
+                let (deadline, on_expiry) = match this.head {
+                    Head::Until(d) => (d, Expiry::Head),
+                    _ if !this.started => (
                         this.last_activity + this.timeouts.first_byte,
                         Expiry::FirstByte,
                     ),
-                    None => (this.last_activity + this.timeouts.idle, Expiry::Idle),
+                    _ => (this.last_activity + this.timeouts.idle, Expiry::Idle),
                 };
-                if this.sleep.deadline() != deadline {
+                // The timer is only ever moved earlier here. A later deadline (the idle one,
+                // which moves with every request) is checked when the timer fires, so a busy
+                // keep-alive connection does not re-arm its timer on each request.
+                if this.sleep.deadline() > deadline {
                     this.sleep.as_mut().reset(deadline);
                 }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(()) => match on_expiry {
-                        Expiry::Head => Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "request head not received in time",
-                        ))),
-                        // End of stream: hyper closes a silent or idle connection quietly.
-                        Expiry::FirstByte | Expiry::Idle => Poll::Ready(Ok(())),
-                    },
+                loop {
+                    match this.sleep.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) if Instant::now() < deadline => {
+                            this.sleep.as_mut().reset(deadline);
+                        }
+                        Poll::Ready(()) => {
+                            return match on_expiry {
+                                Expiry::Head => Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "request head not received in time",
+                                ))),
+                                // End of stream: hyper closes a silent or idle connection
+                                // quietly.
+                                Expiry::FirstByte | Expiry::Idle => Poll::Ready(Ok(())),
+                            };
+                        }
+                    }
                 }
             }
         }
@@ -459,7 +486,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
             Poll::Ready(r) => {
                 // A response went out: the next bytes start a new head.
                 this.write_sleep = None;
-                this.head_deadline = None;
+                this.head = Head::None;
                 this.last_activity = Instant::now();
                 Poll::Ready(r)
             }
@@ -543,6 +570,46 @@ mod tests {
         let started = Instant::now();
         assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
         assert_eq!(started.elapsed(), T.idle);
+    }
+
+    /// The read timer is re-armed lazily (only moved earlier, checked when it fires): the idle
+    /// timeout still counts from the last response, and a head timeout still comes first.
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_hold_across_many_keep_alive_requests() {
+        async fn served(
+            conn: &mut Timed<tokio::io::DuplexStream>,
+            peer: &mut tokio::io::DuplexStream,
+            slot: &Arc<Slot>,
+        ) {
+            let mut buf = [0u8; 64];
+            peer.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            assert!(conn.read(&mut buf).await.unwrap() > 0);
+            drop(slot.enter());
+            conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        }
+        let mut buf = [0u8; 64];
+        for then in ["idle", "head"] {
+            let (mut conn, mut peer, slot) = timed(256);
+            // A request every 100 s for 500 s: never idle for the 120 s idle timeout.
+            for _ in 0..5 {
+                served(&mut conn, &mut peer, &slot).await;
+                let wait = tokio::time::timeout(Duration::from_secs(100), conn.read(&mut buf));
+                assert!(wait.await.is_err(), "still open");
+            }
+            if then == "idle" {
+                served(&mut conn, &mut peer, &slot).await;
+                let started = Instant::now();
+                assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
+                assert_eq!(started.elapsed(), T.idle);
+            } else {
+                peer.write_all(b"GET /pi").await.unwrap();
+                assert_eq!(conn.read(&mut buf).await.unwrap(), 7);
+                let started = Instant::now();
+                let err = conn.read(&mut buf).await.unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+                assert_eq!(started.elapsed(), T.head);
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

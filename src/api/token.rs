@@ -116,16 +116,34 @@ impl Token {
     }
 
     /// Constant-time comparison (`subtle`): the time taken does not depend on where the values
-    /// differ, only on the length, which is no secret.
+    /// differ, only on the length, which is no secret. Eight bytes per step (`subtle` compares
+    /// a byte slice a byte at a time, a third of the token check's cost on a cache hit).
     pub fn matches(&self, candidate: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(candidate).into()
+        let token = self.0.as_bytes();
+        if token.len() != candidate.len() {
+            return false;
+        }
+        let words = token.chunks_exact(8);
+        let other_words = candidate.chunks_exact(8);
+        let mut same = words.remainder().ct_eq(other_words.remainder());
+        for (a, b) in words.zip(other_words) {
+            same &= word(a).ct_eq(&word(b));
+        }
+        same.into()
     }
 
     /// The token itself, for the code that writes it out.
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Eight bytes (a `chunks_exact(8)` chunk) as one number.
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(bytes);
+    u64::from_ne_bytes(w)
 }
 
 /// The token as requests will carry it: surrounding whitespace trimmed, as the AWS agent does
@@ -341,6 +359,20 @@ mod tests {
         assert!(!t.matches(b"secret-toke"));
         assert!(!t.matches(b"secret-tokeN"));
         assert!(!t.matches(b""));
+    }
+
+    #[test]
+    fn compare_sees_a_difference_in_any_byte_of_any_length() {
+        for len in [1, 7, 8, 9, 16, 63, 64, 65] {
+            let value: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let t = Token::new(std::str::from_utf8(&value).unwrap());
+            assert!(t.matches(&value), "len {len}");
+            for at in 0..len {
+                let mut other = value.clone();
+                other[at] ^= 0x20;
+                assert!(!t.matches(&other), "len {len}, byte {at}");
+            }
+        }
     }
 
     #[cfg(unix)]
