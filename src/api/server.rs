@@ -719,17 +719,16 @@ async fn serve_connection<B: Backend>(
     let conn = builder().serve_connection(
         TokioIo::new(JsonRejections::new(io)),
         service_fn(move |req: Request<Incoming>| {
-            let app = app.clone();
             let guard = slot.enter();
             // A hit is answered here and its request dropped now (see `answer_now`).
             let work = match app.answer_now(&req) {
                 Some(resp) => Ok(resp),
-                None => Err(req),
+                None => Err((app.clone(), req)),
             };
             async move {
                 let resp = match work {
                     Ok(resp) => resp,
-                    Err(req) => app.handle(req).await,
+                    Err((app, req)) => app.handle(req).await,
                 };
                 drop(guard);
                 Ok::<_, Infallible>(resp)
