@@ -300,27 +300,36 @@ impl<B: Backend> Cache<B> {
         let mut guard = self.state();
         let st = &mut *guard;
         let slot = st.map.get_mut(key)?;
-        let v = slot.value.as_ref()?;
-        let age = age(now, v.fetched_at);
-        if age >= ttl || slot.suspect {
-            return None;
-        }
-        let due = past_refresh_point(age, ttl, s.refresh_ratio)
-            && self.inner.refresh_on_read.load(Relaxed);
-        if due && slot.inflight.is_none() && !backing_off(slot, now) {
+        let (answer, refresh) = self.fresh_hit(slot, now, ttl)?;
+        if refresh {
             // `get` starts the refresh, which needs the owned key.
             return None;
         }
         st.tick += 1;
         slot.used = st.tick;
-        let body = v.data.body.clone();
         drop(guard);
         self.inner.metrics.count_read(Read::Hit);
-        Some(Answer {
-            body,
+        Some(answer)
+    }
+
+    /// The hit a read of `slot` gets when its value is fresh (younger than the TTL and not
+    /// suspect), and whether that read should start a refresh ahead of expiry.
+    fn fresh_hit(&self, slot: &Slot, now: SystemTime, ttl: Duration) -> Option<(Answer, bool)> {
+        let v = slot.value.as_ref()?;
+        let age = age(now, v.fetched_at);
+        if age >= ttl || slot.suspect {
+            return None;
+        }
+        let refresh = past_refresh_point(age, ttl, self.inner.settings.refresh_ratio)
+            && self.inner.refresh_on_read.load(Relaxed)
+            && slot.inflight.is_none()
+            && !backing_off(slot, now);
+        let answer = Answer {
+            body: v.data.body.clone(),
             status: CacheStatus::Hit,
             age,
-        })
+        };
+        Some((answer, refresh))
     }
 
     /// Answers a read: from the cache when fresh, otherwise from one shared backend call.
@@ -437,22 +446,16 @@ impl<B: Backend> Cache<B> {
         if refresh_now {
             return Plan::Wait(self.start_fetch(slot, key, false));
         }
+        if let Some((answer, refresh)) = self.fresh_hit(slot, now, ttl) {
+            if refresh {
+                self.inner.metrics.count_refresh_ahead();
+                self.start_fetch(slot, key, true);
+            }
+            return Plan::Done(Ok(answer));
+        }
         if let Some(v) = &slot.value {
             let age = age(now, v.fetched_at);
             let body = v.data.body.clone();
-            if age < ttl && !slot.suspect {
-                let due = past_refresh_point(age, ttl, s.refresh_ratio)
-                    && self.inner.refresh_on_read.load(Relaxed);
-                if due && slot.inflight.is_none() && !backing_off(slot, now) {
-                    self.inner.metrics.count_refresh_ahead();
-                    self.start_fetch(slot, key, true);
-                }
-                return Plan::Done(Ok(Answer {
-                    body,
-                    status: CacheStatus::Hit,
-                    age,
-                }));
-            }
             let servable = s.serve_stale && age < ttl + s.max_stale;
             // AWS is failing, or a refresh is already on its way: serve what we have rather
             // than make the reader wait for the backend.

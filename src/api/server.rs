@@ -255,6 +255,9 @@ impl<B: Backend> App<B> {
             return None;
         }
         let raw_id = req.uri().query()?.strip_prefix("secretId=")?;
+        if raw_id.is_empty() {
+            return None;
+        }
         // One pass over a short id (memchr's set-up costs more than it saves there): another
         // parameter goes the general way; an escape is decoded.
         let mut escaped = false;
@@ -265,10 +268,10 @@ impl<B: Backend> App<B> {
                 _ => {}
             }
         }
-        let id = match escaped {
-            true => decode("secretId", raw_id).ok()?,
-            false if raw_id.is_empty() => return None,
-            false => Cow::Borrowed(raw_id),
+        let id = if escaped {
+            decode("secretId", raw_id).ok()?
+        } else {
+            Cow::Borrowed(raw_id)
         };
         let answer = self.cache.hit(&KeyRef::current_secret(&id))?;
         Some(answer_response(answer))
