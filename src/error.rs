@@ -31,6 +31,17 @@ pub enum Error {
         operation: &'static str,
         detail: String,
     },
+    /// Something answered, but not with anything AWS sends: a body larger than AWS's own limits
+    /// allow (see `backend::limits`), an empty or unparsable 200, a redirect, an answer cut
+    /// short. The cached value may still be served. `detail` goes to the log, never to the
+    /// caller.
+    #[error("{operation} of {id}: {detail}")]
+    Unusable {
+        operation: &'static str,
+        /// The secret, parameter, certificate or role the call was for.
+        id: String,
+        detail: String,
+    },
     /// The request could not be sent at all: no credentials, region or endpoint could be
     /// resolved. `detail` (the SDK's account of every provider it tried) goes to the log only.
     #[error("{operation} could not be sent: {detail}")]
@@ -60,7 +71,10 @@ impl Error {
     /// served (stale-if-error) and the call retried later.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Timeout { .. } | Error::Unreachable { .. } | Error::NotSent { .. } => true,
+            Error::Timeout { .. }
+            | Error::Unreachable { .. }
+            | Error::Unusable { .. }
+            | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
                 matches!(
                     kind,
@@ -93,6 +107,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
+            Error::Unusable { .. } => "unusable_answer",
             Error::NotSent { .. } => "not_sent",
         }
     }

@@ -96,9 +96,9 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             ApiError::Backend(Error::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Backend(Error::Unreachable { .. } | Error::NotSent { .. }) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ApiError::Backend(
+                Error::Unreachable { .. } | Error::Unusable { .. } | Error::NotSent { .. },
+            ) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -115,9 +115,9 @@ impl ApiError {
             ApiError::TooManyConnections(_) => "TooManyRequestsException",
             ApiError::Backend(Error::Service { code, .. }) => code,
             ApiError::Backend(Error::Timeout { .. }) => "GatewayTimeoutException",
-            ApiError::Backend(Error::Unreachable { .. } | Error::NotSent { .. }) => {
-                "BadGatewayException"
-            }
+            ApiError::Backend(
+                Error::Unreachable { .. } | Error::Unusable { .. } | Error::NotSent { .. },
+            ) => "BadGatewayException",
         }
     }
 
@@ -139,6 +139,11 @@ impl ApiError {
                 "{operation}: no usable answer from AWS (the connection failed or was cut, or \
                  the agent is stopping); check the network path to the AWS endpoint. The \
                  agent's log has the cause"
+            ),
+            ApiError::Backend(Error::Unusable { operation, id, .. }) => format!(
+                "{operation} of {id:?}: the answer could not be used (larger than AWS allows, \
+                 empty, cut short or not AWS's format); a proxy or endpoint other than AWS may \
+                 be answering. The agent's log has the cause"
             ),
             ApiError::Backend(Error::NotSent { operation, .. }) => format!(
                 "{operation}: the request could not be sent to AWS because no credentials, \
