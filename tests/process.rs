@@ -143,6 +143,32 @@ async fn sigint_with_idle_connections_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Hostile round 2, item 2: SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM killed the serving agent with
+/// no log line. Each is logged and ignored; the agent serves on and SIGTERM still stops it.
+#[tokio::test]
+async fn stray_signals_are_logged_and_ignored() {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .arg("--port")
+        .arg(port.to_string());
+    let mut agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let ping = format!("http://127.0.0.1:{port}/ping");
+    for sig in ["HUP", "USR1", "USR2", "ALRM", "HUP"] {
+        agent.signal(&format!("-{sig}"));
+        agent.wait_for_log(&format!("SIG{sig} received and ignored"));
+        assert!(
+            agent.child.try_wait().unwrap().is_none(),
+            "SIG{sig} killed it"
+        );
+        assert_eq!(get(&ping, &[]).await.status, StatusCode::OK);
+    }
+    agent.signal("-TERM");
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn health_exits_0_when_up_and_1_when_not() {
     let port = free_port();
