@@ -722,18 +722,24 @@ async fn serve_connection<B: Backend>(
     let conn = builder().serve_connection(
         TokioIo::new(JsonRejections::new(io)),
         service_fn(move |req: Request<Incoming>| {
-            let guard = slot.enter();
             // A hit is answered here and its request dropped now (see `answer_now`).
+            let busy = slot.enter();
             let work = match app.answer_now(&req) {
                 Some(resp) => Ok(resp),
-                None => Err((app.clone(), req)),
+                None => Err((app.clone(), req, slot.clone())),
             };
+            drop(busy);
+            // Busy only while the handler runs, not from here: hyper polls this future only
+            // once the previous answer is written, and a pipelining client that never reads
+            // would otherwise hold a busy, never evicted connection.
             async move {
                 let resp = match work {
                     Ok(resp) => resp,
-                    Err((app, req)) => app.handle(req).await,
+                    Err((app, req, slot)) => {
+                        let _busy = slot.enter();
+                        app.handle(req).await
+                    }
                 };
-                drop(guard);
                 Ok::<_, Infallible>(resp)
             }
         }),
@@ -773,8 +779,10 @@ async fn overflow<B: Backend>(app: Arc<App<B>>, stream: Stream) {
     b.keep_alive(false);
     let svc = service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
-        let guard = slot.enter();
+        let slot = slot.clone();
         async move {
+            // Busy only while the handler runs (see `serve_connection`).
+            let guard = slot.enter();
             let resp = if req.uri().path() == "/ping" {
                 app.handle(req).await
             } else {
