@@ -90,7 +90,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRejections<S> {
                     let mut bytes = buf[..start].to_vec();
                     bytes.extend_from_slice(&raw_response(&error));
                     tracing::debug!(
-                        status,
+                        status = error.status().as_u16(),
+                        parser_status = status,
                         answer = error.label(),
                         "request refused by the parser"
                     );
