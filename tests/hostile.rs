@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -118,4 +119,42 @@ async fn a_secret_scheduled_for_deletion_is_refused_within_one_ttl() {
         assert!(!r.text().contains("old-credential"));
     }
     agent.stop().await;
+}
+
+/// Something that is not HTTP at all answers on the AWS endpoint (an SSH banner): the read is
+/// refused as an unusable answer, not blamed on credentials.
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_unusable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await;
+        }
+    });
+    let sdk = sdk_config(&format!("http://{addr}")).await;
+    let app = secrets_agent::build_app(
+        &test_config(),
+        &sdk,
+        secrets_agent::api::token::Token::new(TOKEN),
+        Arc::new(secrets_agent::cache::ManualClock::new()),
+    );
+    let err = app
+        .cache
+        .get(
+            secrets_agent::backend::Key::secret("not-http", None, None),
+            false,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        secrets_agent::error::Error::Unusable { id, detail, .. } => {
+            assert_eq!(id, "not-http");
+            assert!(detail.contains("not HTTP"), "{detail}");
+        }
+        other => panic!("expected an unusable answer, got {other:?}"),
+    }
 }
