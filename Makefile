@@ -40,6 +40,7 @@ run: venv build
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo test -q --test layering
 
 unit-test: venv
 	cargo test --lib --bins --tests

@@ -21,12 +21,15 @@ use tokio::sync::{OnceCell, Semaphore};
 use aws_config::identity::IdentityCache;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use crate::backend::roles::{Assumed, HeldCredentials, RoleCredentials, Roles};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
-use crate::roles::{Assumed, HeldCredentials, RoleCredentials, Roles};
 
+pub mod acm;
+pub mod credentials_file;
 mod limits;
+pub mod roles;
 
 /// Which service a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -450,7 +453,9 @@ async fn load_sdk_config(
     }
     if let Some(path) = credentials_file {
         loader = loader
-            .credentials_provider(crate::credentials_file::FileCredentials::new(path, http))
+            .credentials_provider(crate::backend::credentials_file::FileCredentials::new(
+                path, http,
+            ))
             .identity_cache(aws_config::identity::IdentityCache::no_cache());
     }
     loader.load().await
@@ -882,7 +887,7 @@ impl AwsBackend {
             operation: EXPORT,
             detail,
         };
-        let passphrase = crate::acm::passphrase().map_err(unusable)?;
+        let passphrase = crate::backend::acm::passphrase().map_err(unusable)?;
         let out = self
             .call(EXPORT, timeout, async {
                 self.clients(None)
@@ -902,8 +907,8 @@ impl AwsBackend {
             ));
         };
         let private_key =
-            crate::acm::decrypt_private_key(&encrypted, &passphrase).map_err(unusable)?;
-        let body = crate::acm::CertificateBody {
+            crate::backend::acm::decrypt_private_key(&encrypted, &passphrase).map_err(unusable)?;
+        let body = crate::backend::acm::CertificateBody {
             certificate_arn: key.id.clone(),
             serial: serial.clone(),
             certificate,

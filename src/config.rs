@@ -8,6 +8,8 @@
 //! the value and what is allowed. The environment is passed in as a map, so tests never touch
 //! the process environment.
 
+pub mod arn;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -249,7 +251,7 @@ impl Default for Config {
             // The AWS Workload Credentials Provider 3.x default.
             max_roles: 20,
             allowed_roles: Vec::new(),
-            role_session_name: crate::roles::DEFAULT_SESSION_NAME.into(),
+            role_session_name: arn::DEFAULT_SESSION_NAME.into(),
             prefetch_role_secrets: BTreeMap::new(),
             prefetch_role_tags: BTreeMap::new(),
         }
@@ -1254,7 +1256,7 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
         "allowed_roles" => {
             if let Some(roles) = p.strings(name, raw) {
                 for role in &roles {
-                    if let Err(why) = crate::roles::check_role_arn(role) {
+                    if let Err(why) = arn::check_role_arn(role) {
                         p.push(format!("{name}: {role:?} {why}"));
                     }
                 }
@@ -1263,7 +1265,7 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
         }
         "role_session_name" => {
             if let Some(s) = p.string(name, raw) {
-                match crate::roles::check_session_name(&s) {
+                match arn::check_session_name(&s) {
                     Ok(()) => config.role_session_name = s,
                     Err(why) => p.push(format!("{name} = {raw}: {why}")),
                 }
@@ -1271,7 +1273,7 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
         }
         "prefetch_roles" => {
             for (role, id) in role_pairs(raw) {
-                match crate::roles::check_role_arn(role) {
+                match arn::check_role_arn(role) {
                     Ok(()) => config
                         .prefetch_role_secrets
                         .entry(role.clone())
@@ -1283,7 +1285,7 @@ fn role_setting(config: &mut Config, key: &str, name: &str, raw: &Raw, p: &mut P
         }
         "prefetch_role_tags" => {
             for (role, key) in role_pairs(raw) {
-                if let Err(why) = crate::roles::check_role_arn(role) {
+                if let Err(why) = arn::check_role_arn(role) {
                     p.push(format!("{name}: role_arn = {role:?}: {why}"));
                 } else if tag_keys(name, vec![key.clone()], p).is_some() {
                     let held = config.prefetch_role_tags.entry(role.clone()).or_default();
@@ -1322,7 +1324,7 @@ fn check_roles(config: &mut Config, settings: &[Setting], env: &Env, problems: &
         .get("AWS_ROLE_SESSION_NAME")
         .filter(|v| !named && !v.is_empty())
     {
-        match crate::roles::check_session_name(v) {
+        match arn::check_session_name(v) {
             Ok(()) => config.role_session_name = v.clone(),
             Err(why) => problems.push(format!("AWS_ROLE_SESSION_NAME = {v:?}: {why}")),
         }

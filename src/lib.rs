@@ -1,39 +1,43 @@
 //! secrets-agent: AWS Secrets Manager secrets and SSM parameters from an in-memory cache on a
 //! loopback HTTP port, as a Lambda extension or a container sidecar.
 //!
-//! Where things are:
+//! Where things are, top to bottom: a module may use the ones declared below it in this file,
+//! never one above it (`tests/layering.rs` holds every module to this order).
+//! - `commands`: what the binary does, one file each: `serve` (container mode), `lambda` (the
+//!   Lambda lifecycle, with `extensions_api` for its calls), `health`, `exec`, `render`,
+//!   `webhook`, `install`, and `fetch` (where their values come from).
 //! - `api`: the HTTP face: `server` (the route table, auth, the connection loop), `error` (the
-//!   one place any error becomes a status and JSON), `conn` (per-connection timeouts), `listener` (TCP or Unix socket), `token` (the SSRF
-//!   token), `rejection` (requests hyper refuses itself, answered in JSON).
+//!   one place any error becomes a status and JSON), `conn` (per-connection timeouts),
+//!   `listener` (TCP or Unix socket), `token` (the SSRF token), `rejection` (requests hyper
+//!   refuses itself, answered in JSON).
+//! - `placeholder`: the `awssm:` grammar and how a fetched answer fills a reference (`exec`,
+//!   `render`, the webhook and the value route).
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
-//! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
-//!   `credentials_file`: credentials from a file that is re-read when it changes; `acm`: an
-//!   exported certificate's body and its private key decrypted.
-//! - `roles`: roles assumed for callers (`roleArn`): STS credentials per role, renewed before
-//!   they expire, bounded by `max_roles`.
-//! - `clock`: wall-clock time behind a trait (tests move it by hand).
-//! - `runtime`: how the agent lives: `lambda` (the Lambda lifecycle) and `extensions_api` (its
-//!   calls), `sidecar` (the container lifecycle and `health`), `shutdown` (the signal future).
-//! - `commands`: the subcommands beyond serving (`exec`, `render`), the placeholder grammar
-//!   and the fetching they share.
-//! - `error`: what a backend call can fail with, knowing no HTTP (`api::error` maps it).
-//! - `config`, `metrics`, `logging`: settings, counters, log set-up.
+//! - `backend`: the AWS side: Secrets Manager, SSM and ACM behind one trait; SDK errors
+//!   classified; `roles` (roles assumed for callers, `roleArn`), `credentials_file`
+//!   (credentials from a file re-read when it changes), `acm` (an exported certificate and its
+//!   key decrypted).
+//! - `logging`, `config`: log set-up; settings from defaults, TOML, environment and flags
+//!   (`config::arn`: role ARNs and session names).
+//! - `metrics`, `clock`, `error`, `signals`: counters; wall-clock time behind a trait; what a
+//!   backend call can fail with, knowing no HTTP (`api::error` maps it); the shutdown future and
+//!   the signals that are logged and ignored.
+//!
+//! The items at the root (`start`, `build_app`) wire the layers for `commands` and the tests.
 
 #![forbid(unsafe_code)]
 
-pub mod acm;
-pub mod api;
-pub mod backend;
-pub mod cache;
-pub mod clock;
 pub mod commands;
-pub mod config;
-pub mod credentials_file;
-pub mod error;
+pub mod api;
+pub mod placeholder;
+pub mod cache;
+pub mod backend;
 pub mod logging;
+pub mod config;
 pub mod metrics;
-pub mod roles;
-pub mod runtime;
+pub mod clock;
+pub mod error;
+pub mod signals;
 
 use std::sync::Arc;
 

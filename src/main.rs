@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use secrets_agent::commands::{exec, install, render, webhook};
+use secrets_agent::commands::{health, lambda, serve};
 use secrets_agent::config::{Config, Env, Overrides};
-use secrets_agent::runtime::{lambda, sidecar};
 use secrets_agent::{logging, EXIT_USAGE};
 
 #[global_allocator]
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     if let Some(Command::Health) = command {
         return match config
             .map_err(|e| e.to_string())
-            .and_then(|c| sidecar::health(&c.listen))
+            .and_then(|c| health::health(&c.listen))
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -174,7 +174,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match runtime.block_on(sidecar::run(config, env)) {
+    match runtime.block_on(serve::run(config, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

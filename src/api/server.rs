@@ -54,9 +54,9 @@ use crate::api::rejection::JsonRejections;
 use crate::api::token::Token;
 use crate::backend::{Backend, Key, KeyRef};
 use crate::cache::{Answer, Cache, CacheStatus};
-use crate::commands::placeholder::{extract_bytes, ExtractError, Ref};
+use crate::config::arn::check_role_arn;
 use crate::config::Config;
-use crate::roles::check_role_arn;
+use crate::placeholder::{extract_bytes, ExtractError, Ref};
 
 pub type Body = Full<Bytes>;
 

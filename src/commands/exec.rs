@@ -24,10 +24,10 @@ use std::time::Duration;
 
 pub use super::fetch::SourceChoice;
 use super::fetch::{describe, fetch_all, Fetcher};
-use super::placeholder::{extract, Template};
 use crate::backend::Key;
 use crate::config::{Config, Env};
 use crate::error::Error;
+use crate::placeholder::{extract, Template};
 use crate::EXIT_USAGE;
 pub use supervise::OnRotation;
 

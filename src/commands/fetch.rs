@@ -118,7 +118,7 @@ impl Fetcher {
     /// The agent on the configured address, or AWS, as `source` says.
     pub fn choose(source: SourceChoice, config: &Config, env: &Env) -> Result<Fetcher, String> {
         let agent = || -> Result<AgentClient, String> {
-            crate::runtime::sidecar::health(&config.listen)
+            crate::commands::health::health(&config.listen)
                 .map_err(|e| format!("no agent answers on {}: {e}", config.listen))?;
             let token = agent_token(config, env)?;
             let header = config
@@ -199,7 +199,7 @@ impl AgentClient {
         let response = match &self.listen {
             Listen::Tcp(addr) => {
                 let stream =
-                    tokio::net::TcpStream::connect(crate::runtime::sidecar::reachable(*addr))
+                    tokio::net::TcpStream::connect(crate::commands::health::reachable(*addr))
                         .await
                         .map_err(|e| unreachable(e.to_string()))?;
                 send(stream, request).await

@@ -31,9 +31,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::fetch::{describe, fetch_all, Fetcher, SourceChoice};
-use super::placeholder::{extract, extract_bytes, Piece, Template};
 use crate::backend::Key;
 use crate::config::{parse_file_mode, Config, Env, FileContent, FileEntry, DEFAULT_FILE_MODE};
+use crate::placeholder::{extract, extract_bytes, Piece, Template};
 use crate::EXIT_USAGE;
 pub use files::Target;
 pub use hooks::Hooks;
@@ -598,7 +598,7 @@ pub fn run(args: Args, config: Result<Config, String>, env: &Env) -> u8 {
             interval,
             timeout,
             written.into_iter().map(Some).collect(),
-            crate::runtime::shutdown::signal(),
+            crate::signals::shutdown(),
         )
         .await;
         if let Fetcher::Cached(c) = &*fetcher {

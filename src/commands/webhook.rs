@@ -136,7 +136,7 @@ async fn serve(addr: SocketAddr, tls: TlsAcceptor, state: Arc<State>) -> u8 {
     };
     tracing::info!(%addr, image = %state.settings.image, "webhook listening");
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let shutdown = crate::runtime::shutdown::signal();
+    let shutdown = crate::signals::shutdown();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {

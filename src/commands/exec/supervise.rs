@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use super::{fill, keys, Args, Settings, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_UNRESOLVED};
 use crate::backend::{Key, Kind};
 use crate::commands::fetch::{fetch_all, Fetcher};
-use crate::commands::placeholder::Template;
 use crate::config::Env;
 use crate::error::Error;
+use crate::placeholder::Template;
 use crate::EXIT_USAGE;
 
 /// How long a restarted COMMAND has to exit after SIGTERM before it gets SIGKILL.

@@ -75,7 +75,7 @@ mod tests {
 
     /// An RSA key encrypted by Python's `cryptography` (BestAvailableEncryption: PBES2,
     /// PBKDF2-HMAC-SHA256, AES-256-CBC), as moto's ExportCertificate does, under "pass1234".
-    const ENCRYPTED: &str = include_str!("../tests/support/encrypted_key.pem");
+    const ENCRYPTED: &str = include_str!("../../tests/support/encrypted_key.pem");
 
     #[test]
     fn decrypts_pbes2_and_refuses_a_wrong_passphrase() {

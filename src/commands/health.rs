@@ -1,31 +1,11 @@
-//! Container mode (ECS, Fargate, EKS, a host under systemd): bind, prefetch, serve (and keep
-//! `[[files]]` current, see `commands::render`); on SIGTERM or SIGINT stop accepting, drain,
-//! exit 0. Also the `health` check for images without curl.
+//! `secrets-agent health`: `GET /ping` on the configured address, for images without curl (an
+//! ECS `healthCheck`, a Kubernetes probe). Also where a client reaches the agent.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::api::server;
-use crate::config::{Config, Env, Listen};
-use crate::runtime::shutdown;
-use crate::{start, StartError};
-
-/// Runs until a signal, then drains.
-pub async fn run(config: Config, env: Env) -> Result<(), StartError> {
-    let started = start(&config, &env).await?;
-    let app = started.app.clone();
-    let files = crate::commands::render::serve_files(&config, app.cache.clone())
-        .map_err(StartError::Files)?
-        .map(tokio::spawn);
-    server::serve(started.listener, started.app, shutdown::signal()).await;
-    if let Some(files) = files {
-        files.abort();
-    }
-    app.cache.shutdown();
-    tracing::info!("stopped");
-    Ok(())
-}
+use crate::config::Listen;
 
 /// `GET /ping` on the configured address; true when it answers 200.
 pub fn health(listen: &Listen) -> Result<(), String> {

@@ -8,7 +8,7 @@
 
 /// Resolves on the first SIGTERM or SIGINT; logs and ignores the signals of [`ignore_stray`]
 /// meanwhile.
-pub async fn signal() {
+pub async fn shutdown() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

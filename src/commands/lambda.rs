@@ -36,8 +36,10 @@ use crate::api::server;
 use crate::backend::AwsBackend;
 use crate::cache::Cache;
 use crate::config::{Config, ConfigError, Env};
-use crate::runtime::extensions_api::{Event, ExtensionsApi, Phase};
+pub mod extensions_api;
+
 use crate::{start, StartError};
+use extensions_api::{Event, ExtensionsApi, Phase};
 
 /// Time kept back from the SHUTDOWN deadline for the process to exit.
 const EXIT_MARGIN: Duration = Duration::from_millis(200);
@@ -100,7 +102,7 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
     let app = started.app.clone();
     let cache = app.cache.clone();
     // Lambda stops the agent with SHUTDOWN; a stray signal must not kill it.
-    tokio::spawn(crate::runtime::shutdown::ignore_stray());
+    tokio::spawn(crate::signals::ignore_stray());
     if flavour != Flavour::ManagedInstances {
         cache.set_refresh_on_read(false);
     }
@@ -186,7 +188,7 @@ async fn event_loop(
     cache: &Cache<AwsBackend>,
     flavour: Flavour,
     stop_tx: &watch::Sender<Option<Duration>>,
-) -> Result<(), crate::runtime::extensions_api::ApiError> {
+) -> Result<(), extensions_api::ApiError> {
     // Under SnapStart the first INVOKE is the first thing a restored process sees.
     let mut restored = flavour == Flavour::SnapStart;
     loop {

@@ -24,12 +24,9 @@ use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_credential_types::Credentials;
 
 use crate::clock::Clock;
+pub use crate::config::arn::{check_role_arn, check_session_name, DEFAULT_SESSION_NAME};
 use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
-
-/// The session name when none is configured: the one 3.x uses, so trust policies that
-/// condition on `sts:RoleSessionName` and CloudTrail queries written for it keep matching.
-pub const DEFAULT_SESSION_NAME: &str = "secrets-manager-provider";
 
 /// Renew this long before the credentials expire (what the AWS SDKs for Java and .NET use for
 /// STS credentials), or at half their lifetime if that is shorter.
@@ -38,53 +35,6 @@ const RENEW_BEFORE: Duration = Duration::from_secs(300);
 /// After a failed renewal while the old credentials still hold: try again after this long (or
 /// half of what is left), not on every call.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// Whether `arn` has the shape of an IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/NAME`,
-/// ACCOUNT 12 digits, NAME (with an optional path) of `A-Za-z0-9_+=,.@-/`. Returns why not.
-pub fn check_role_arn(arn: &str) -> Result<(), &'static str> {
-    const SHAPE: &str =
-        "must be an IAM role ARN, arn:<partition>:iam::<12-digit account>:role/<name>";
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(SHAPE);
-    };
-    let name = resource.strip_prefix("role/").unwrap_or("");
-    let partition_ok = !partition.is_empty()
-        && partition
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let name_ok = !name.is_empty()
-        && name.len() <= 512
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-/".contains(&b));
-    if partition_ok && account_ok && name_ok {
-        Ok(())
-    } else {
-        Err(SHAPE)
-    }
-}
-
-/// Whether `name` is a valid RoleSessionName: 2 to 64 of `A-Za-z0-9_+=,.@-`.
-pub fn check_session_name(name: &str) -> Result<(), &'static str> {
-    let ok = (2..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err("must be 2 to 64 characters of letters, digits and _+=,.@-")
-    }
-}
 
 /// The roles held, each with what the backend built for it (`T`: its SDK clients).
 pub struct Roles<T> {

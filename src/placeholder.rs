@@ -184,7 +184,7 @@ fn parse_ref(prefix: &str, body: &str) -> Result<Ref, GrammarError> {
             return Err(bad("a certificate reference has no version part"));
         }
         return match json_key {
-            Some(part) if crate::acm::PARTS.contains(&part.as_str()) => Ok(Ref {
+            Some(part) if crate::backend::acm::PARTS.contains(&part.as_str()) => Ok(Ref {
                 key: Key::certificate(id),
                 json_key: Some(part),
             }),
@@ -259,7 +259,7 @@ pub fn extract_bytes(r: &Ref, body: &[u8]) -> Result<Vec<u8>, ExtractError> {
 
 /// One part of an exported certificate.
 fn certificate_part(r: &Ref, body: &[u8]) -> Result<String, ExtractError> {
-    let cert: crate::acm::CertificateBody =
+    let cert: crate::backend::acm::CertificateBody =
         serde_json::from_slice(body).map_err(|_| ExtractError::Malformed("not a certificate"))?;
     let part = r.json_key.as_deref().unwrap_or_default();
     cert.part(part)
@@ -436,7 +436,7 @@ mod tests {
             refs[0].to_string(),
             format!("certificate '{arn}' key 'fullchain'")
         );
-        let body = crate::acm::CertificateBody {
+        let body = crate::backend::acm::CertificateBody {
             certificate_arn: arn.into(),
             serial: Some("1".into()),
             certificate: "C".into(),
