@@ -7,10 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use secrets_agent::commands::{exec, install, render, webhook};
-use secrets_agent::commands::{health, lambda, serve};
-use secrets_agent::config::{Config, Env, Overrides};
-use secrets_agent::{logging, EXIT_USAGE};
+use secrets_agent::commands::{exec, health, install, render, serve, webhook};
+use secrets_agent::config::{Config, ConfigError, Env, Overrides};
+use secrets_agent::EXIT_USAGE;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -116,69 +115,13 @@ fn main() -> ExitCode {
         token_file: cli.token_file,
     };
     let config = Config::load(&overrides, &env);
-    let command = match cli.command {
-        Some(Command::Exec(args)) => {
-            let config = config.map_err(|e| e.to_string());
-            return ExitCode::from(exec::run(args, config, &env, vars));
-        }
-        Some(Command::Render(args)) => {
-            let config = config.map_err(|e| e.to_string());
-            return ExitCode::from(render::run(args, config, &env));
-        }
-        Some(Command::Webhook(args)) => {
-            let config = config.map_err(|e| e.to_string());
-            return ExitCode::from(webhook::run(args, webhook_listen, config, &env));
-        }
-        Some(Command::Install { dir }) => return ExitCode::from(install::run(&dir)),
-        other => other,
-    };
-    if let Some(Command::Health) = command {
-        return match config
-            .map_err(|e| e.to_string())
-            .and_then(|c| health::health(&c.listen))
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let lambda_mode = env.contains_key("AWS_LAMBDA_RUNTIME_API");
-    if let Ok(c) = &config {
-        logging::init(c, &env, lambda_mode);
-        for w in &c.warnings {
-            // Warnings name environment variables, whose names may hold any character.
-            tracing::warn!("{}", w.escape_debug());
-        }
-    } else {
-        logging::init(&Config::default(), &env, lambda_mode);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if lambda_mode {
-        return ExitCode::from(runtime.block_on(lambda::run(config, env)));
-    }
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    match runtime.block_on(serve::run(config, env)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
+    let text = |c: Result<Config, _>| c.map_err(|e: ConfigError| e.to_string());
+    ExitCode::from(match cli.command {
+        None | Some(Command::Sm { .. }) => serve::main(config, env),
+        Some(Command::Health) => health::run(config),
+        Some(Command::Exec(args)) => exec::run(args, text(config), &env, vars),
+        Some(Command::Render(args)) => render::run(args, text(config), &env),
+        Some(Command::Webhook(args)) => webhook::run(args, webhook_listen, text(config), &env),
+        Some(Command::Install { dir }) => install::run(&dir),
+    })
 }

@@ -112,7 +112,10 @@ fn the_checker_sees_grouped_and_inline_paths() {
         ["api", "cache"]
     );
     assert_eq!(
-        crate_refs("let x = crate::backend::Key::secret(a, None, None);", &modules),
+        crate_refs(
+            "let x = crate::backend::Key::secret(a, None, None);",
+            &modules
+        ),
         ["backend"]
     );
     assert!(crate_refs("use crate::{start, StartError};", &modules).is_empty());

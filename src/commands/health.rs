@@ -5,7 +5,22 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::config::Listen;
+use crate::config::{Config, ConfigError, Listen};
+
+/// `secrets-agent health`: 0 when the agent on the configured address answers `/ping`, else 1
+/// with the reason on stderr.
+pub fn run(config: Result<Config, ConfigError>) -> u8 {
+    match config
+        .map_err(|e| e.to_string())
+        .and_then(|c| health(&c.listen))
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            1
+        }
+    }
+}
 
 /// `GET /ping` on the configured address; true when it answers 200.
 pub fn health(listen: &Listen) -> Result<(), String> {
