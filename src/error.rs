@@ -31,6 +31,18 @@ pub enum Error {
         operation: &'static str,
         detail: String,
     },
+    /// The TLS handshake refused the server's certificate (an untrusted issuer, a wrong name,
+    /// expired). `host` is where the call went; `reason` says why and which roots were used.
+    #[error(
+        "{operation}: the TLS certificate of {host} is not trusted ({reason}); if the \
+             endpoint or a proxy uses a private CA, give its bundle with AWS_CA_BUNDLE or \
+             SSL_CERT_FILE"
+    )]
+    Certificate {
+        operation: &'static str,
+        host: String,
+        reason: String,
+    },
     /// The request could not be sent at all: no credentials, region or endpoint could be
     /// resolved. `detail` (the SDK's account of every provider it tried) goes to the log only.
     #[error("{operation} could not be sent: {detail}")]
@@ -60,7 +72,10 @@ impl Error {
     /// served (stale-if-error) and the call retried later.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Timeout { .. } | Error::Unreachable { .. } | Error::NotSent { .. } => true,
+            Error::Timeout { .. }
+            | Error::Unreachable { .. }
+            | Error::Certificate { .. }
+            | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
                 matches!(
                     kind,
@@ -93,6 +108,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
+            Error::Certificate { .. } => "certificate",
             Error::NotSent { .. } => "not_sent",
         }
     }

@@ -8,7 +8,9 @@
 //! - `cache`: single flight, TTL, LRU, refresh-ahead, stale-if-error.
 //! - `backend`: the AWS side: Secrets Manager and SSM behind one trait; SDK errors classified.
 //!   `credentials_file`: credentials from a file that is re-read when it changes; `acm`: an
-//!   exported certificate's body and its private key decrypted.
+//!   exported certificate's body and its private key decrypted. `aws_tls`: the HTTPS client's
+//!   trust roots (`AWS_CA_BUNDLE`, the system's, else built-in Mozilla roots) and certificate
+//!   errors that name the host.
 //! - `roles`: roles assumed for callers (`roleArn`): STS credentials per role, renewed before
 //!   they expire, bounded by `max_roles`.
 //! - `clock`: wall-clock time behind a trait (tests move it by hand).
@@ -23,6 +25,7 @@
 
 pub mod acm;
 pub mod api;
+pub mod aws_tls;
 pub mod backend;
 pub mod cache;
 pub mod clock;

@@ -96,9 +96,9 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             ApiError::Backend(Error::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Backend(Error::Unreachable { .. } | Error::NotSent { .. }) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ApiError::Backend(
+                Error::Unreachable { .. } | Error::Certificate { .. } | Error::NotSent { .. },
+            ) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -115,9 +115,9 @@ impl ApiError {
             ApiError::TooManyConnections(_) => "TooManyRequestsException",
             ApiError::Backend(Error::Service { code, .. }) => code,
             ApiError::Backend(Error::Timeout { .. }) => "GatewayTimeoutException",
-            ApiError::Backend(Error::Unreachable { .. } | Error::NotSent { .. }) => {
-                "BadGatewayException"
-            }
+            ApiError::Backend(
+                Error::Unreachable { .. } | Error::Certificate { .. } | Error::NotSent { .. },
+            ) => "BadGatewayException",
         }
     }
 
