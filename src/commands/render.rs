@@ -20,7 +20,7 @@
 //! the reference and why, never a value.
 
 pub(crate) mod annotations;
-mod files;
+pub(crate) mod files;
 mod hooks;
 
 use std::collections::{HashMap, HashSet};
@@ -105,7 +105,7 @@ pub struct FileSpec {
 }
 
 impl FileSpec {
-    fn from_entry(entry: &FileEntry, origin: String) -> Result<FileSpec, String> {
+    pub(crate) fn from_entry(entry: &FileEntry, origin: String) -> Result<FileSpec, String> {
         let at = format!("{} ({origin})", entry.path.display());
         let template = match &entry.content {
             FileContent::Source(s) => match Template::parse(s) {
@@ -194,10 +194,6 @@ pub fn specs(args: &Args, config: &Config) -> Result<Vec<FileSpec>, Vec<String>>
             ));
             continue;
         };
-        if !path.starts_with('/') {
-            problems.push(format!("{flag} {value:?}: the path must be absolute"));
-            continue;
-        }
         let content = if flag == "--file" {
             FileContent::Source(what.to_string())
         } else {
@@ -234,6 +230,10 @@ pub fn specs(args: &Args, config: &Config) -> Result<Vec<FileSpec>, Vec<String>>
     let mut seen = HashSet::new();
     for (mut entry, origin) in entries {
         entry.allow_disk |= args.allow_disk;
+        if let Some(problem) = files::path_problem(&entry.path) {
+            problems.push(format!("{} ({origin}): {problem}", entry.path.display()));
+            continue;
+        }
         if !seen.insert(entry.path.clone()) {
             problems.push(format!(
                 "{} ({origin}): the same path is given twice; each file needs one spec",
@@ -637,12 +637,14 @@ mod tests {
             "/c=awssm:",
             "/d=awssm:x",
             "/d=awssm:y",
+            "/dev/shm/t/app/../escaped=awssm:x",
         ]);
         a.mode = Some("999".into());
         let e = specs(&a, &Config::default()).unwrap_err().join("\n");
         for want in [
             "--mode: \"999\" is not a file mode",
-            "--file \"relative=awssm:x\": the path must be absolute",
+            "relative (--file): must be an absolute path",
+            "/dev/shm/t/app/../escaped (--file): must not contain '..'",
             "--file \"/a\": expected PATH=SOURCE",
             "/b (--file): the source holds no placeholder",
             "/c (--file): malformed placeholder",

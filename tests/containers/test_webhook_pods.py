@@ -42,14 +42,19 @@ def webhook_patched(webhook, name, annotations, app):
     return patched(pod, response)
 
 
-def for_podman(pod, moto_url, app_image, podinfo, files_dir):
+# Where the pods find the test CA when a test gives it (as a user mounts a corporate CA).
+CA_DIR = "/etc/test-ca"
+
+
+def for_podman(pod, moto_url, app_image, podinfo, files_dir, ca=None):
     """The patched pod as podman 4 can play it here. Rewrites: native sidecars (init containers
     with restartPolicy Always, which podman runs to completion first) become regular
     containers, without their startup probe (podman 4 plays none); the memory emptyDir for files
     becomes a folder on /dev/shm (podman backs every emptyDir with disk, which render rightly
     refuses); the downward-API volume (podman 4 plays none) becomes a folder holding the
     annotations file as the kubelet writes it; images are local tags; every container gets
-    moto's settings and a free port; host networking, no restarts."""
+    moto's settings and a free port; host networking, no restarts. With `ca` (a folder holding
+    ca.pem), every container gets it mounted and AWS_CA_BUNDLE pointing at it."""
     annotations = pod["metadata"]["annotations"]
     (podinfo / "annotations").write_text(
         "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(annotations.items()))
@@ -57,6 +62,11 @@ def for_podman(pod, moto_url, app_image, podinfo, files_dir):
     spec = copy.deepcopy(pod["spec"])
     port = free_port()
     test_env = aws_env(moto_url, port)
+    if ca is not None:
+        test_env["AWS_CA_BUNDLE"] = f"{CA_DIR}/ca.pem"
+        spec.setdefault("volumes", []).append(
+            {"name": "test-ca", "hostPath": {"path": str(ca), "type": "Directory"}}
+        )
     init, sidecars = [], []
     for c in spec.get("initContainers", []):
         if c.pop("restartPolicy", None) == "Always":
@@ -76,6 +86,10 @@ def for_podman(pod, moto_url, app_image, podinfo, files_dir):
             for e in env
         ]
         c["env"] = env + [{"name": k, "value": v} for k, v in test_env.items()]
+        if ca is not None:
+            c.setdefault("volumeMounts", []).append(
+                {"name": "test-ca", "mountPath": CA_DIR, "readOnly": True}
+            )
     for v in spec["volumes"]:
         if v["name"] == "secrets-agent-files":
             assert v.pop("emptyDir")["medium"] == "Memory"
@@ -97,21 +111,44 @@ def folders(tmp_path):
     shutil.rmtree(files_dir, ignore_errors=True)
 
 
-def test_env_mode_resolves_the_placeholder_before_the_app_starts(
-    webhook, moto, app_image, folders, tmp_path
+@pytest.fixture
+def test_ca(moto_server, tmp_path):
+    """A folder holding only the test CA's certificate, to mount into the pods."""
+    folder = tmp_path / "ca"
+    folder.mkdir()
+    shutil.copy(moto_server.ca, folder / "ca.pem")
+    return folder
+
+
+def test_env_mode_resolves_the_placeholder_over_tls_in_an_image_without_a_ca_bundle(
+    webhook, moto_server, test_ca, app_image, folders, tmp_path
 ):
+    """The app image (busybox FROM scratch) has no CA bundle: `exec` verifies moto's TLS
+    certificate against the CA given as a user gives a corporate one (AWS_CA_BUNDLE). Without
+    it, the roots built into the binary are used, and the failure says it is the certificate,
+    of which host, and which roots."""
     app = {
         "name": "app",
         "image": "app",
-        "command": ["sh", "-c", 'echo "password=$DB_PASSWORD"'],
+        "command": ["sh", "-c", 'ls /etc/ssl 2>&1; echo "password=$DB_PASSWORD"'],
         "env": [{"name": "DB_PASSWORD", "value": f"awssm:{SECRET_ID}#password"}],
     }
     pod = webhook_patched(webhook, f"{RUN_ID}-wh-env", {"secrets-agent.io/mode": "env"}, app)
-    playable = for_podman(pod, moto, app_image, *folders)
+    playable = for_podman(pod, moto_server.tls_url, app_image, *folders, ca=test_ca)
     with played(playable, tmp_path, "the env-mode app") as (state, logs):
         assert state["ExitCode"] == 0, logs.stderr
-        assert logs.stdout == f"password={PASSWORD}\n"
+        assert logs.stdout == (
+            "ls: /etc/ssl: No such file or directory\n" f"password={PASSWORD}\n"
+        ), logs.stdout
         assert PASSWORD not in logs.stderr
+
+    playable = for_podman(pod, moto_server.tls_url, app_image, *folders)
+    with played(playable, tmp_path, "the env-mode app without the CA") as (state, logs):
+        assert state["ExitCode"] == 78, logs.stdout + logs.stderr
+        assert "password=" not in logs.stdout
+        host = moto_server.tls_url.removeprefix("https://")
+        assert f"the TLS certificate of {host} is not trusted" in logs.stderr, logs.stderr
+        assert "the Mozilla roots built into secrets-agent" in logs.stderr, logs.stderr
 
 
 def test_files_mode_renders_the_files_for_the_app(webhook, moto, app_image, folders, tmp_path):

@@ -16,6 +16,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Filesystems that keep data in memory only.
 pub const MEMORY_FILESYSTEMS: [&str; 2] = ["tmpfs", "ramfs"];
 
+/// What is wrong with a target path, if anything: it must be absolute, and no `..` may take it
+/// out of the folder it names (`/run/secrets/app/../../secrets-agent/token`).
+pub fn path_problem(path: &Path) -> Option<&'static str> {
+    if !path.is_absolute() {
+        Some("must be an absolute path")
+    } else if path.components().any(|c| c == Component::ParentDir) {
+        Some("must not contain '..' (the file would leave its folder)")
+    } else {
+        None
+    }
+}
+
 /// Where and how one file is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
