@@ -69,10 +69,17 @@ def test_every_case_answers_as_expected_and_patched_pods_are_valid(webhook, tmp_
         )
         response = send(webhook, review)
         expect = case["expect"]
+        warnings = response.get("warnings", [])
+        for want in case.get("warnings", []):
+            assert any(want in w for w in warnings), (case["name"], want, warnings)
+        if not case.get("warnings"):
+            assert warnings == [], (case["name"], warnings)
         if expect == "denied":
             assert response["allowed"] is False, case["name"]
             assert "patch" not in response
-            assert case["message"] in response["status"]["message"], response["status"]
+            messages = case["message"] if isinstance(case["message"], list) else [case["message"]]
+            for m in messages:
+                assert m in response["status"]["message"], (case["name"], response["status"])
             continue
         assert response["allowed"] is True, (case["name"], response)
         if expect == "unchanged":
@@ -102,9 +109,16 @@ def check_modes(case, before, after):
     ours = [n for n in init if n.startswith("secrets-agent")]
     # Ours come first, the pod's own init containers after them, unchanged.
     assert list(init)[: len(ours)] == ours
+    # Env mode wraps the containers that reach placeholders (`wrapped`, default all of them).
+    wrapped = set(case.get("wrapped", original_apps)) if "env" in modes else set()
+    head = ["/run/secrets-agent-bin/secrets-agent", "exec"]
+    if case["pod"]["metadata"]["annotations"].get("secrets-agent.io/ignore-missing-secrets") == "true":
+        head.append("--ignore-missing")
     for name, c in by_name(before["spec"].get("initContainers")).items():
-        # The pod's own init containers keep what they run and see what the app sees.
-        assert (init[name]["image"], init[name]["command"]) == (c["image"], c["command"])
+        # The pod's own init containers keep what they run (under exec when they reach
+        # placeholders) and see what the app sees.
+        command = head + ["--"] + c["command"] if name in wrapped else c["command"]
+        assert (init[name]["image"], init[name]["command"]) == (c["image"], command)
         mounts = by_name(init[name].get("volumeMounts"))
         assert ("secrets-agent-token" in mounts) == ("sidecar" in modes)
         assert ("secrets-agent-files" in mounts) == ("files" in modes)
@@ -140,13 +154,17 @@ def check_modes(case, before, after):
             assert agent["securityContext"]["runAsUser"] == 1000
     else:
         assert "secrets-agent" not in init
-    if "env" in modes:
+    if wrapped:
         assert init["secrets-agent-install"]["command"][1:] == ["install", "/run/secrets-agent-bin"]
+    else:
+        assert "secrets-agent-install" not in init
+    if "env" in modes:
         for name, app in apps.items():
             original = original_apps[name]
-            head = ["/run/secrets-agent-bin/secrets-agent", "exec"]
-            if case["pod"]["metadata"]["annotations"].get("secrets-agent.io/ignore-missing-secrets") == "true":
-                head.append("--ignore-missing")
+            if name not in wrapped:
+                assert app.get("command") == original.get("command"), name
+                assert "secrets-agent-bin" not in by_name(app.get("volumeMounts")), name
+                continue
             assert app["command"] == head + ["--"] + original["command"], app["command"]
             assert app.get("args") == original.get("args")
             # How the environment is fed is left as it was: exec resolves what arrives.

@@ -70,6 +70,18 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
 pub fn entries_from(
     pairs: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
+    let (out, problems) = entries_and_problems(pairs);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The entries that are sound, and the problems of the others (the webhook reports them all).
+pub fn entries_and_problems(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, FileEntry)>, Vec<String>) {
     let mut problems = Vec::new();
     let mut groups: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
     // `file.<name>` alone: the source, with a path in the files-path folder.
@@ -188,11 +200,7 @@ pub fn entries_from(
             }
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
 /// A file's `<name>` in the keys: letters, digits, `-` and `_`.
