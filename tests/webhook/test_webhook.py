@@ -9,6 +9,7 @@ it patches run against moto in tests/containers/test_webhook_pods.py.
 """
 
 import copy
+import json
 import socket
 import ssl
 import subprocess
@@ -114,6 +115,8 @@ def check_modes(case, before, after):
     head = ["/run/secrets-agent-bin/secrets-agent", "exec"]
     if case["pod"]["metadata"]["annotations"].get("secrets-agent.io/ignore-missing-secrets") == "true":
         head.append("--ignore-missing")
+    if "secrets-agent.io/on-rotation" in case["pod"]["metadata"]["annotations"]:
+        head.append("--on-rotation=" + case["pod"]["metadata"]["annotations"]["secrets-agent.io/on-rotation"])
     for name, c in by_name(before["spec"].get("initContainers")).items():
         # The pod's own init containers keep what they run (under exec when they reach
         # placeholders) and see what the app sees.
@@ -215,6 +218,22 @@ def test_malformed_reviews_get_400_saying_what_is_wrong(webhook, body, says):
     status, text = webhook.post(body)
     assert status == 400
     assert says in text
+
+
+def test_an_oversized_review_gets_413_not_a_dropped_connection(webhook):
+    """Issue 30, item 9: a 5 MiB AdmissionReview (over the 4 MiB the webhook reads) is answered
+    413 with the reason, over the same TLS connection, which then still serves."""
+    pod = full_pod(CASES[0])
+    pod["metadata"]["annotations"]["filler"] = "x" * (5 << 20)
+    body = json.dumps(admission_review(pod)).encode()
+    c = webhook.connection()
+    c.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    text = r.read().decode()
+    assert r.status == 413, text
+    assert "larger than 4194304 bytes" in text
+    c.request("GET", "/healthz")
+    assert c.getresponse().read() == b"ok\n"
 
 
 def test_routes_and_metrics(webhook):

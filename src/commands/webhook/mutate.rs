@@ -16,6 +16,7 @@
 //! file.<name>             files mode: a source written to <files-path>/<name>
 //! file.<name>.{path,source,mode,uid,gid}   files mode: render's long form
 //! env-probes              "true": env mode also wraps the app containers' exec probes
+//! on-rotation             env mode: `exec --on-rotation` (restart | signal:SIG)
 //! sidecar-cpu-request, sidecar-memory-request, sidecar-cpu-limit, sidecar-memory-limit
 //! status                  set by the webhook: "injected"
 //! ```
@@ -684,6 +685,9 @@ impl Asked {
         let mut out = vec![json!(format!("{BIN_DIR}/secrets-agent")), json!("exec")];
         if self.ignore_missing {
             out.push(json!("--ignore-missing"));
+        }
+        if let Some(r) = &self.on_rotation {
+            out.push(json!(format!("--on-rotation={r}")));
         }
         out.push(json!("--"));
         out.extend(command.iter().cloned());

@@ -23,12 +23,15 @@ pub(super) struct Asked {
     pub(super) image: String,
     pub(super) files_path: String,
     pub(super) env_probes: bool,
+    /// `on-rotation`: exec's `--on-rotation` (`restart` or `signal:SIG`), checked by exec's
+    /// own parser.
+    pub(super) on_rotation: Option<String>,
     pub(super) resources: Value,
     /// `file.<name>.uid` / `.gid` annotations: (key, "uid"|"gid", value).
     pub(super) owners: Vec<(String, &'static str, u64)>,
 }
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "inject",
     "mode",
     "ignore-missing-secrets",
@@ -36,6 +39,7 @@ const KEYS: [&str; 13] = [
     "image",
     "files-path",
     "env-probes",
+    "on-rotation",
     "sidecar-cpu-request",
     "sidecar-memory-request",
     "sidecar-cpu-limit",
@@ -121,6 +125,16 @@ impl Asked {
         };
         let ignore_missing = flag("ignore-missing-secrets");
         let env_probes = flag("env-probes");
+        let on_rotation = get("on-rotation");
+        if let Some(r) = &on_rotation {
+            if let Err(e) = crate::commands::exec::OnRotation::parse(r) {
+                problems.push(format!("{PREFIX}on-rotation = {e}"));
+            } else if !modes.contains(&Mode::Env) {
+                problems.push(format!(
+                    "{PREFIX}on-rotation is used by mode env (exec); add env to {PREFIX}mode"
+                ));
+            }
+        }
         let region = get("aws-region");
         if let Some(r) = &region {
             if r.is_empty()
@@ -193,6 +207,7 @@ impl Asked {
                 image,
                 files_path: files_path.trim_end_matches('/').to_string(),
                 env_probes,
+                on_rotation,
                 resources,
                 owners,
             })
