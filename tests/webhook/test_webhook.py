@@ -125,7 +125,12 @@ def check_modes(case, before, after):
         mounts = by_name(init[name].get("volumeMounts"))
         assert ("secrets-agent-token" in mounts) == ("sidecar" in modes)
         assert ("secrets-agent-files" in mounts) == ("files" in modes)
+    for key, value in case.get("patched_annotations", {}).items():
+        assert after["metadata"]["annotations"].get(key) == value, (case["name"], key)
     for c in (init[n] for n in ours):
+        if "ours_run_as" in case:
+            sc = c["securityContext"]
+            assert [sc.get("runAsUser"), sc.get("runAsGroup")] == case["ours_run_as"], c["name"]
         assert c["image"] == IMAGE
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True

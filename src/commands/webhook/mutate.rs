@@ -18,6 +18,7 @@
 //! env-probes              "true": env mode also wraps the app containers' exec probes
 //! on-rotation             env mode: `exec --on-rotation` (restart | signal:SIG)
 //! sidecar-cpu-request, sidecar-memory-request, sidecar-cpu-limit, sidecar-memory-limit
+//! run-as-user, run-as-group   who runs what we add (and owns the files)
 //! status                  set by the webhook: "injected"
 //! ```
 
@@ -329,8 +330,9 @@ impl Asked {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        // The application's user (its first container's, else the pod's) runs what we add, so
-        // the files belong to it; root never does (our containers run as non-root).
+        // The run-as-user/-group annotations, else the application's user (its first
+        // container's, else the pod's) run what we add, so the files belong to it; root never
+        // does (our containers run as non-root).
         let user_of = |pointer: &str| {
             app_containers
                 .first()
@@ -339,8 +341,20 @@ impl Asked {
                 .and_then(Value::as_u64)
                 .filter(|u| *u != 0)
         };
-        let pod_user = user_of("/securityContext/runAsUser");
-        let pod_group = user_of("/securityContext/runAsGroup");
+        let pod_user = self
+            .run_as
+            .0
+            .or_else(|| user_of("/securityContext/runAsUser"));
+        let pod_group = self
+            .run_as
+            .1
+            .or_else(|| user_of("/securityContext/runAsGroup"));
+        // Every container of the pod runs with the pod's fsGroup as a supplementary group:
+        // render may give files that group, and they default to it (mode 0440), so containers
+        // with other uids read them.
+        let fs_group = pod
+            .pointer("/spec/securityContext/fsGroup")
+            .and_then(Value::as_u64);
         let mut problems = Vec::new();
         // Env mode wraps only the containers (the pod's own init containers too) that reach
         // placeholders.
@@ -377,18 +391,22 @@ impl Asked {
         }
         if files {
             // Render runs without CHOWN (all capabilities dropped): it can only give files to
-            // the user it runs as.
-            for (key, want, runs_as) in self
-                .owners
-                .iter()
-                .map(|(k, attr, v)| (k, v, if *attr == "uid" { pod_user } else { pod_group }))
-            {
-                if Some(*want) != runs_as.or(Some(IMAGE_USER)) {
+            // the user it runs as, and to its groups (its own and the pod's fsGroup).
+            for (key, attr, want) in &self.owners {
+                let runs_as = if *attr == "uid" { pod_user } else { pod_group };
+                let group_ok = *attr == "gid" && fs_group == Some(*want);
+                if Some(*want) != runs_as.or(Some(IMAGE_USER)) && !group_ok {
                     problems.push(format!(
                         "{key} = {want}: the files are written by a container running as {} \
-                         without the CHOWN capability, so they can only belong to it; remove \
-                         the annotation, or run the pod's containers as {want}",
-                        runs_as.unwrap_or(IMAGE_USER)
+                         without the CHOWN capability, so they can only belong to it{}; remove \
+                         the annotation, or set {PREFIX}run-as-{} to {want}",
+                        runs_as.unwrap_or(IMAGE_USER),
+                        if *attr == "gid" {
+                            " (or to the pod's fsGroup)"
+                        } else {
+                            ""
+                        },
+                        if *attr == "uid" { "user" } else { "group" },
                     ));
                 }
             }
@@ -644,6 +662,16 @@ impl Asked {
             let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
                 a.insert(format!("{PREFIX}status"), json!(STATUS_INJECTED));
+                // With an fsGroup, files without their own mode and gid go to that group,
+                // readable (render reads these through the downward API).
+                for (origin, mode, gid) in self.files.iter().filter(|_| files) {
+                    if let (Some(g), false) = (fs_group, *gid) {
+                        a.insert(format!("{origin}.gid"), json!(g.to_string()));
+                        if !mode {
+                            a.insert(format!("{origin}.mode"), json!("0440"));
+                        }
+                    }
+                }
             }
         }
         Ok(warnings)

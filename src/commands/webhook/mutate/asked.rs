@@ -26,12 +26,18 @@ pub(super) struct Asked {
     /// `on-rotation`: exec's `--on-rotation` (`restart` or `signal:SIG`), checked by exec's
     /// own parser.
     pub(super) on_rotation: Option<String>,
+    /// `run-as-user` / `run-as-group`: who runs what we add (and so owns the files), over the
+    /// application's `runAsUser`/`runAsGroup`.
+    pub(super) run_as: (Option<u64>, Option<u64>),
+    /// The file annotations (`secrets-agent.io/file.<name>`) and whether each gives its mode
+    /// and its gid.
+    pub(super) files: Vec<(String, bool, bool)>,
     pub(super) resources: Value,
     /// `file.<name>.uid` / `.gid` annotations: (key, "uid"|"gid", value).
     pub(super) owners: Vec<(String, &'static str, u64)>,
 }
 
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "inject",
     "mode",
     "ignore-missing-secrets",
@@ -40,6 +46,8 @@ const KEYS: [&str; 14] = [
     "files-path",
     "env-probes",
     "on-rotation",
+    "run-as-user",
+    "run-as-group",
     "sidecar-cpu-request",
     "sidecar-memory-request",
     "sidecar-cpu-limit",
@@ -125,6 +133,20 @@ impl Asked {
         };
         let ignore_missing = flag("ignore-missing-secrets");
         let env_probes = flag("env-probes");
+        let mut id = |k: &str| {
+            let v = get(k)?;
+            match v.parse::<u64>() {
+                Ok(n) if n > 0 && n < u64::from(u32::MAX) => Some(n),
+                _ => {
+                    problems.push(format!(
+                        "{PREFIX}{k} = {v:?}: give a numeric id other than 0 (what the webhook \
+                         adds never runs as root)"
+                    ));
+                    None
+                }
+            }
+        };
+        let run_as = (id("run-as-user"), id("run-as-group"));
         let on_rotation = get("on-rotation");
         if let Some(r) = &on_rotation {
             if let Err(e) = crate::commands::exec::OnRotation::parse(r) {
@@ -208,6 +230,14 @@ impl Asked {
                 files_path: files_path.trim_end_matches('/').to_string(),
                 env_probes,
                 on_rotation,
+                run_as,
+                files: files
+                    .iter()
+                    .map(|(origin, _)| {
+                        let given = |a: &str| annotations.contains_key(&format!("{origin}.{a}"));
+                        (origin.clone(), given("mode"), given("gid"))
+                    })
+                    .collect(),
                 resources,
                 owners,
             })
