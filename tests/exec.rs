@@ -237,6 +237,28 @@ async fn an_untrusted_certificate_is_a_certificate_failure_naming_the_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_reads_aws_there_and_leaves_the_apps_aws_region() {
+    // moto keeps secrets per region: this one exists in us-east-1 only.
+    let db = unique("exec/region");
+    create_secret(&db, DB).await;
+    let var = format!("awssm:{db}#password");
+    let vars = [("DB", var.as_str()), ("AWS_REGION", "eu-west-1")];
+    let (code, err) = failing(moto_url(), &vars, &["--source", "aws"]).await;
+    assert_eq!(code, 78, "not in eu-west-1: {err}");
+    let seen = app_env(
+        moto_url(),
+        &vars,
+        &["--source", "aws", "--region", "us-east-1"],
+    )
+    .await;
+    assert_eq!(seen["DB"], "s3cr3t-pw");
+    assert_eq!(
+        seen["AWS_REGION"], "eu-west-1",
+        "the app's own region is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolvable_placeholders_stop_the_start_naming_the_variable_never_a_value() {
     let db = unique("exec/err");
     create_secret(&db, DB).await;

@@ -117,6 +117,8 @@ def check_modes(case, before, after):
         head.append("--ignore-missing")
     if "secrets-agent.io/on-rotation" in case["pod"]["metadata"]["annotations"]:
         head.append("--on-rotation=" + case["pod"]["metadata"]["annotations"]["secrets-agent.io/on-rotation"])
+    if "secrets-agent.io/aws-region" in case["pod"]["metadata"]["annotations"]:
+        head.append("--region=" + case["pod"]["metadata"]["annotations"]["secrets-agent.io/aws-region"])
     for name, c in by_name(before["spec"].get("initContainers")).items():
         # The pod's own init containers keep what they run (under exec when they reach
         # placeholders) and see what the app sees.

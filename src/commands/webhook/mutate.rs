@@ -10,7 +10,7 @@
 //! inject                  "true" to mutate; "skip" or "false" (or none) leaves the pod alone
 //! mode                    sidecar | env | files, or a comma list (default sidecar)
 //! ignore-missing-secrets  "true": env mode runs `exec --ignore-missing`
-//! aws-region              AWS_REGION for what we add (and, in env mode, the app's `exec`)
+//! aws-region              AWS_REGION for what we add, and `exec --region` in env mode
 //! image                   the image of what we add (default: the webhook's --image)
 //! files-path              where files mode mounts the files (default /run/secrets/app)
 //! file.<name>             files mode: a source written to <files-path>/<name>
@@ -681,9 +681,6 @@ impl Asked {
     /// the binary's memory volume.
     fn wrap(&self, c: &mut Map<String, Value>) {
         push_mount(c, BIN_VOLUME, BIN_DIR);
-        if let Some(r) = &self.region {
-            push_env(c, "AWS_REGION", r);
-        }
         let command = c
             .get("command")
             .and_then(Value::as_array)
@@ -716,6 +713,10 @@ impl Asked {
         }
         if let Some(r) = &self.on_rotation {
             out.push(json!(format!("--on-rotation={r}")));
+        }
+        // The region exec reads AWS in, whatever AWS_REGION the app has (that stays the app's).
+        if let Some(r) = &self.region {
+            out.push(json!(format!("--region={r}")));
         }
         out.push(json!("--"));
         out.extend(command.iter().cloned());
