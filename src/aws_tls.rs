@@ -6,7 +6,7 @@
 //! 1. `AWS_CA_BUNDLE`: a PEM bundle, the only roots (as the AWS CLI and SDKs read it). This is
 //!    where a corporate or private CA goes (a TLS-inspecting proxy, a private endpoint).
 //! 2. The system's: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the usual bundle paths of
-//!    the distribution (`rustls-native-certs`).
+//!    the distribution (`openssl-probe` finds them; the SDK's TLS layer loads them, as before).
 //! 3. None found (an application image `FROM scratch` or busybox, where `exec` runs under the
 //!    webhook's env mode): the Mozilla roots built into the binary (`webpki-root-certs`), so a
 //!    call to AWS verifies in any image.
@@ -15,7 +15,7 @@
 //! the roots used; `backend::classify` turns it into `Error::Certificate`.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use aws_smithy_http_client::tls::{TlsContext, TrustStore};
@@ -48,9 +48,12 @@ impl Roots {
     }
 }
 
-/// Trust roots loaded: the PEM certificates and where they came from (for messages).
+/// Trust roots loaded: the PEM certificates, or the system's (loaded by the SDK's TLS layer as
+/// it always did, so the usual case costs nothing more), and where they came from.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The system's roots: the SDK loads them itself.
+    system: bool,
     pem: Vec<Vec<u8>>,
     /// E.g. "AWS_CA_BUNDLE /etc/corp/ca.pem (1 certificate)".
     pub origin: String,
@@ -62,7 +65,7 @@ impl Loaded {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pem.is_empty()
+        !self.system && self.pem.is_empty()
     }
 }
 
@@ -78,9 +81,14 @@ pub fn load(roots: &Roots) -> Loaded {
                     .collect();
                 let pem = usable_pem(ders);
                 let origin = format!("AWS_CA_BUNDLE {} ({})", path.display(), count(pem.len()));
-                Loaded { pem, origin }
+                Loaded {
+                    system: false,
+                    pem,
+                    origin,
+                }
             }
             Err(e) => Loaded {
+                system: false,
                 pem: Vec::new(),
                 origin: format!(
                     "AWS_CA_BUNDLE {}, which cannot be read ({e})",
@@ -88,29 +96,56 @@ pub fn load(roots: &Roots) -> Loaded {
                 ),
             },
         },
-        Roots::System => {
-            let native = rustls_native_certs::load_native_certs();
-            let pem = usable_pem(native.certs);
-            if !pem.is_empty() {
-                let origin = match std::env::var_os("SSL_CERT_FILE") {
-                    Some(f) => format!(
-                        "SSL_CERT_FILE {} ({})",
-                        PathBuf::from(f).display(),
-                        count(pem.len())
-                    ),
-                    None => format!("the system's CA bundle ({})", count(pem.len())),
-                };
-                return Loaded { pem, origin };
+        Roots::System => match system_roots() {
+            Some(origin) => Loaded {
+                system: true,
+                pem: Vec::new(),
+                origin,
+            },
+            None => {
+                let pem = usable_pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec());
+                let origin = format!(
+                    "the Mozilla roots built into secrets-agent ({}; no CA bundle found on \
+                     this system)",
+                    count(pem.len())
+                );
+                Loaded {
+                    system: false,
+                    pem,
+                    origin,
+                }
             }
-            let pem = usable_pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec());
-            let origin = format!(
-                "the Mozilla roots built into secrets-agent ({}; no CA bundle found on this \
-                 system)",
-                count(pem.len())
-            );
-            Loaded { pem, origin }
-        }
+        },
     }
+}
+
+/// Where the system's roots are, as `rustls-native-certs` (the SDK's loader) looks for them:
+/// only `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set, else the distributions' paths
+/// (`openssl-probe`). `None` when nothing there holds anything: a few `stat`s, nothing read.
+fn system_roots() -> Option<String> {
+    let file = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0);
+    let dir = |p: &Path| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    let env_file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let env_dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+        .map(|d| std::env::split_paths(&d).collect())
+        .unwrap_or_default();
+    let (cert_file, cert_dirs, by_env) = if env_file.is_some() || !env_dirs.is_empty() {
+        (env_file, env_dirs, true)
+    } else {
+        let probe = openssl_probe::probe();
+        (probe.cert_file, probe.cert_dir, false)
+    };
+    let named = |var: &str, what: &str, p: &Path| {
+        let by = if by_env { var } else { what };
+        format!("{by} {}", p.display())
+    };
+    if let Some(f) = cert_file.filter(|f| file(f)) {
+        return Some(named("SSL_CERT_FILE", "the system's CA bundle", &f));
+    }
+    cert_dirs
+        .iter()
+        .find(|d| dir(d))
+        .map(|d| named("SSL_CERT_DIR", "the system's CA folder", d))
 }
 
 fn count(n: usize) -> String {
@@ -156,7 +191,7 @@ pub fn from_env() -> Arc<Loaded> {
 /// The HTTPS client over rustls with ring, trusting `roots`; proxies from the environment.
 pub fn client(roots: Arc<Loaded>) -> SharedHttpClient {
     use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
-    let mut store = TrustStore::empty().with_native_roots(false);
+    let mut store = TrustStore::empty().with_native_roots(roots.system);
     for pem in &roots.pem {
         store.add_pem_certificate(pem.clone());
     }
