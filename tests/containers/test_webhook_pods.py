@@ -30,13 +30,17 @@ def webhook(tmp_path_factory):
     w.stop()
 
 
-def webhook_patched(webhook, name, annotations, app):
+def webhook_patched(webhook, name, annotations, app, init=(), volumes=()):
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "annotations": {"secrets-agent.io/inject": "true", **annotations}},
         "spec": {"containers": [app]},
     }
+    if init:
+        pod["spec"]["initContainers"] = list(init)
+    if volumes:
+        pod["spec"]["volumes"] = list(volumes)
     response = send(webhook, admission_review(pod, uid=name))
     assert response["allowed"] is True and "patch" in response, response
     return patched(pod, response)
@@ -149,6 +153,37 @@ def test_env_mode_resolves_the_placeholder_over_tls_in_an_image_without_a_ca_bun
         host = moto_server.tls_url.removeprefix("https://")
         assert f"the TLS certificate of {host} is not trusted" in logs.stderr, logs.stderr
         assert "the Mozilla roots built into secrets-agent" in logs.stderr, logs.stderr
+
+
+def test_env_mode_wraps_the_pods_own_init_container(
+    webhook, moto, app_image, folders, tmp_path
+):
+    """Issue 30, item 3: a `migrate` init container with a placeholder sees the value; the app,
+    with none of its own, is left as it is (not wrapped)."""
+    migrate = {
+        "name": "migrate",
+        "image": "app",
+        "command": ["sh", "-c", 'echo "migrate saw $DB_PASSWORD" > /shared/migrate'],
+        "env": [{"name": "DB_PASSWORD", "value": f"awssm:{SECRET_ID}#password"}],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+    }
+    app = {
+        "name": "app",
+        "image": "app",
+        "command": ["sh", "-c", 'cat /shared/migrate; echo "app NOTE=$NOTE"'],
+        "env": [{"name": "NOTE", "value": "plain"}],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+    }
+    pod = webhook_patched(
+        webhook, f"{RUN_ID}-wh-init", {"secrets-agent.io/mode": "env"}, app,
+        init=[migrate], volumes=[{"name": "shared", "emptyDir": {}}],
+    )
+    assert pod["spec"]["containers"][0]["command"] == app["command"], "the app is not wrapped"
+    assert pod["spec"]["initContainers"][-1]["command"][1] == "exec"
+    playable = for_podman(pod, moto, app_image, *folders)
+    with played(playable, tmp_path, "the app after its wrapped init container") as (state, logs):
+        assert state["ExitCode"] == 0, logs.stderr
+        assert logs.stdout == f"migrate saw {PASSWORD}\napp NOTE=plain\n", logs.stdout
 
 
 def test_files_mode_renders_the_files_for_the_app(webhook, moto, app_image, folders, tmp_path):
