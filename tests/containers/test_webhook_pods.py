@@ -30,13 +30,14 @@ def webhook(tmp_path_factory):
     w.stop()
 
 
-def webhook_patched(webhook, name, annotations, app, init=(), volumes=()):
+def webhook_patched(webhook, name, annotations, app, init=(), volumes=(), spec=None):
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "annotations": {"secrets-agent.io/inject": "true", **annotations}},
         "spec": {"containers": [app]},
     }
+    pod["spec"].update(spec or {})
     if init:
         pod["spec"]["initContainers"] = list(init)
     if volumes:
@@ -57,13 +58,19 @@ def for_podman(pod, moto_url, app_image, podinfo, files_dir, ca=None):
     becomes a folder on /dev/shm (podman backs every emptyDir with disk, which render rightly
     refuses); the downward-API volume (podman 4 plays none) becomes a folder holding the
     annotations file as the kubelet writes it; images are local tags; every container gets
-    moto's settings and a free port; host networking, no restarts. With `ca` (a folder holding
+    moto's settings and a free port; host networking, no restarts; the pod's fsGroup becomes a
+    supplementary group, as the kubelet applies it. With `ca` (a folder holding
     ca.pem), every container gets it mounted and AWS_CA_BUNDLE pointing at it."""
     annotations = pod["metadata"]["annotations"]
     (podinfo / "annotations").write_text(
         "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(annotations.items()))
     )
     spec = copy.deepcopy(pod["spec"])
+    # The kubelet gives every container the pod's fsGroup as a supplementary group; podman 4
+    # plays supplementalGroups but not fsGroup.
+    pod_security = spec.get("securityContext", {})
+    if "fsGroup" in pod_security:
+        pod_security.setdefault("supplementalGroups", []).append(pod_security.pop("fsGroup"))
     port = free_port()
     test_env = aws_env(moto_url, port)
     if ca is not None:
@@ -207,6 +214,36 @@ def test_files_mode_renders_the_files_for_the_app(webhook, moto, app_image, fold
         assert state["ExitCode"] == 0, logs.stderr
         assert logs.stdout == f"400 db-password\n{PASSWORD}\n440 conf/user\nuser=app\n", logs.stdout
     assert (files_dir / "db-password").stat().st_uid == 65532
+
+
+def test_files_mode_with_fs_group_lets_a_container_of_another_uid_read(
+    webhook, moto, app_image, folders, tmp_path
+):
+    """Issue 30, item 5: render runs as the first container's uid (1000); with the pod's
+    fsGroup the file goes to that group, 0440, so the app running as 2000 reads it."""
+    podinfo, files_dir = folders
+    main = {
+        "name": "main", "image": "app", "command": ["sh", "-c", "cat /run/secrets/app/db"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+    }
+    app = {
+        "name": "app", "image": "app",
+        "command": ["sh", "-c", 'id -u; stat -c "%a %u %g" /run/secrets/app/db; cat /run/secrets/app/db'],
+        "securityContext": {"runAsUser": 2000, "runAsGroup": 2000},
+    }
+    annotations = {
+        "secrets-agent.io/mode": "files",
+        "secrets-agent.io/file.db": f"awssm:{SECRET_ID}#password",
+    }
+    pod = webhook_patched(
+        webhook, f"{RUN_ID}-wh-fsgroup", annotations, main,
+        spec={"securityContext": {"fsGroup": 3000}, "containers": [main, app]},
+    )
+    assert pod["metadata"]["annotations"]["secrets-agent.io/file.db.gid"] == "3000"
+    playable = for_podman(pod, moto, app_image, podinfo, files_dir)
+    with played(playable, tmp_path, "the app of another uid") as (state, logs):
+        assert state["ExitCode"] == 0, logs.stderr
+        assert logs.stdout == f"2000\n440 1000 3000\n{PASSWORD}", logs.stdout
 
 
 def test_sidecar_env_and_files_together(webhook, moto, app_image, folders, tmp_path):
