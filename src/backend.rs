@@ -603,6 +603,8 @@ impl AwsBackend {
                     .secret_id(&key.id)
                     .set_version_id(key.version.clone())
                     .set_version_stage(key.wire_stage())
+                    .customize()
+                    .config_override(region_of_arn(&key.id))
                     .send()
                     .await
                     .map_err(|e| classify(OP, self.secrets_timeout, e))
@@ -629,6 +631,8 @@ impl AwsBackend {
                     .secrets
                     .describe_secret()
                     .secret_id(&key.id)
+                    .customize()
+                    .config_override(region_of_arn(&key.id))
                     .send()
                     .await
                     .map_err(|e| classify(OP, self.secrets_timeout, e))
@@ -1038,6 +1042,23 @@ impl Backend for AwsBackend {
         }
         Ok(found)
     }
+}
+
+/// A secret named by its full ARN is asked for in the ARN's region (as the AWS SDKs' and
+/// secrets-init's users expect), whatever the agent's region: an override of the region alone,
+/// empty for a name.
+fn region_of_arn(id: &str) -> aws_sdk_secretsmanager::config::Builder {
+    // arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
+    let mut parts = id.splitn(5, ':');
+    let region = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("secretsmanager"), Some(r)) if !r.is_empty() => Some(r),
+        _ => None,
+    };
+    let mut b = aws_sdk_secretsmanager::config::Builder::default();
+    if let Some(r) = region {
+        b = b.region(aws_config::Region::new(r.to_string()));
+    }
+    b
 }
 
 /// Maps an SDK error to our classes. This is the only place that looks inside SDK errors.

@@ -259,6 +259,34 @@ async fn region_reads_aws_there_and_leaves_the_apps_aws_region() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_arn_is_read_in_its_own_region() {
+    // Created in eu-west-1; exec (and the agent's backend) runs in us-east-1.
+    let name = unique("exec/arn-region");
+    let sdk = sdk_config(moto_url()).await;
+    let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let arn = aws_sdk_secretsmanager::Client::from_conf(conf)
+        .create_secret()
+        .name(&name)
+        .secret_string(DB)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    assert!(arn.contains(":eu-west-1:"), "{arn}");
+    let by_arn = format!("awssm:{arn}#password");
+    let by_name = format!("awssm:{name}#password");
+    let seen = app_env(moto_url(), &[("DB", &by_arn)], &["--source", "aws"]).await;
+    assert_eq!(seen["DB"], "s3cr3t-pw");
+    assert_eq!(seen["AWS_REGION"], "us-east-1");
+    // By name it is looked up in the agent's region, where it is not.
+    let (code, err) = failing(moto_url(), &[("DB", &by_name)], &["--source", "aws"]).await;
+    assert_eq!(code, 78, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolvable_placeholders_stop_the_start_naming_the_variable_never_a_value() {
     let db = unique("exec/err");
     create_secret(&db, DB).await;
