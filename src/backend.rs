@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
 use aws_config::identity::IdentityCache;
+use aws_config::Region;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::clock::{Clock, SystemClock};
@@ -1044,21 +1045,14 @@ impl Backend for AwsBackend {
     }
 }
 
-/// A secret named by its full ARN is asked for in the ARN's region (as the AWS SDKs' and
-/// secrets-init's users expect), whatever the agent's region: an override of the region alone,
-/// empty for a name.
+/// A secret named by its full ARN (`arn:PARTITION:secretsmanager:REGION:...`) is asked for in
+/// the ARN's region, as secrets-init's users expect: an override of the region alone.
 fn region_of_arn(id: &str) -> aws_sdk_secretsmanager::config::Builder {
-    // arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
-    let mut parts = id.splitn(5, ':');
-    let region = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("arn"), Some(_), Some("secretsmanager"), Some(r)) if !r.is_empty() => Some(r),
-        _ => None,
-    };
-    let mut b = aws_sdk_secretsmanager::config::Builder::default();
-    if let Some(r) = region {
-        b = b.region(aws_config::Region::new(r.to_string()));
+    let b = aws_sdk_secretsmanager::config::Builder::default();
+    match id.splitn(5, ':').collect::<Vec<_>>()[..] {
+        ["arn", _, "secretsmanager", r, _] if !r.is_empty() => b.region(Region::new(r.to_string())),
+        _ => b,
     }
-    b
 }
 
 /// Maps an SDK error to our classes. This is the only place that looks inside SDK errors.
