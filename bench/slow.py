@@ -3,8 +3,16 @@
 connections (half silent, half a partial request head) hold or retry their place.
 
     .venv/bin/python bench/slow.py 0 1000 10000
+    SLOW_KIND=pipeline .venv/bin/python bench/slow.py 1000
+    SLOW_KIND=large .venv/bin/python bench/slow.py 400
 
 (0: the same reads with no hostile connection, the machine's own baseline.)
+
+SLOW_KIND picks the hostile clients: `silent` (the default, as above); `pipeline`, clients that
+pipeline requests for a 64 KiB secret as fast as the agent reads them and never read an answer
+(a 4 KiB receive buffer); `large`, keep-alive clients that each read a 64 KiB secret once and
+then sit idle (memory per connection after a large answer). After the hostile clients are
+stopped, RSS is read again (`after`): what the agent gave back.
 
 For each N: the agent (default settings, max_conn 800) serves one cached secret; a separate
 process keeps N hostile connections open, reconnecting 100 ms after the agent closes one; once
@@ -29,33 +37,66 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the benchmark's harness: children, proxy, agent)
 
 MEASURE_S = float(os.environ.get("SLOW_MEASURE_S", "10"))
+KIND = os.environ.get("SLOW_KIND", "silent")
 SECRET = "bench/slow"
+# 64 KiB: the Secrets Manager maximum.
+LARGE = "bench/large"
 
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def hostile_main(port, n, seconds):
-    """Keeps n hostile connections for `seconds`; prints how many are connected every second."""
+async def hostile_main(port, n, seconds, kind):
+    """Keeps n hostile connections of `kind` for `seconds`; prints how many are connected every
+    second."""
     connected = 0
     reconnects = 0
     end = time.monotonic() + seconds
+    large = (f"GET {run.secret_path(LARGE)} HTTP/1.1\r\nHost: x\r\n"
+             f"{run.TOKEN_HEADER}: {run.TOKEN}\r\n\r\n").encode()
+
+    async def connect():
+        sock = socket.socket()
+        if kind == "pipeline":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return await asyncio.open_connection(sock=sock)
+
+    async def pipeline_or_large(r, w):
+        left = max(0.0, end - time.monotonic())
+        if kind == "pipeline":
+            # As fast as the agent reads; never an answer read.
+            while time.monotonic() < end:
+                w.write(large * 20)
+                await asyncio.wait_for(w.drain(), timeout=left)
+        else:
+            w.write(large)
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), timeout=left)
+            length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0]
+                         .split(b":")[1])
+            await asyncio.wait_for(r.readexactly(length), timeout=left)
+            # Idle in keep-alive until the agent closes it or the run ends.
+            await asyncio.wait_for(r.read(1), timeout=max(0.0, end - time.monotonic()))
 
     async def one(i):
         nonlocal connected, reconnects
         while time.monotonic() < end:
             try:
-                r, w = await asyncio.open_connection("127.0.0.1", port)
+                r, w = await (asyncio.open_connection("127.0.0.1", port) if kind == "silent" else connect())
             except OSError:
                 await asyncio.sleep(0.1)
                 continue
             connected += 1
-            if i % 2:
-                w.write(b"GET /secretsmanager/get?secretId=bench%2Fsl")
             try:
-                await asyncio.wait_for(r.read(4096), timeout=max(0.0, end - time.monotonic()))
-            except (asyncio.TimeoutError, OSError):
+                if kind == "silent":
+                    if i % 2:
+                        w.write(b"GET /secretsmanager/get?secretId=bench%2Fsl")
+                    await asyncio.wait_for(r.read(4096), timeout=max(0.0, end - time.monotonic()))
+                else:
+                    await pipeline_or_large(r, w)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError, IndexError, ValueError):
                 pass
             connected -= 1
             reconnects += 1
@@ -107,13 +148,18 @@ def summarize(samples):
 
 def measure(children, proxy_port, n):
     run.AGENT = os.environ.get("SLOW_AGENT", run.AGENT)
-    agent = run.Agent(children, proxy_port, f"slow-{n}")
+    # SLOW_MAX_CONN: the agent's max_conn (default 800).
+    limit = os.environ.get("SLOW_MAX_CONN")
+    extra = {"PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS": limit} if limit else {}
+    agent = run.Agent(children, proxy_port, f"slow-{n}", **extra)
     agent.secret(SECRET)
     time.sleep(0.5)
     pid = agent.proc.pid
+    if KIND == "large":
+        agent.secret(LARGE)
     base = {"rss_kib": agent.rss_kib(), "fds": fds(pid)}
     hostile = children.start([run.PY, os.path.abspath(__file__), "hostile", str(agent.port), str(n),
-                              str(20 + MEASURE_S + 5)], f"hostile-{n}.log", stdout=subprocess.PIPE)
+                              str(20 + MEASURE_S + 5), KIND], f"hostile-{n}.log", stdout=subprocess.PIPE)
     deadline = time.monotonic() + 20
     line = ""
     while time.monotonic() < deadline:
@@ -146,14 +192,23 @@ def measure(children, proxy_port, n):
         during = got
     line = f"{line} / at the end: {during}"
     children.stop(hostile)
+    # Two seconds of ordinary reads once the hostile clients are gone: what the agent gives back
+    # while it serves (an idle allocator returns freed pages only when it next runs).
+    settle = time.monotonic() + 2
+    while time.monotonic() < settle:
+        legit(agent.port, path, True)
+        time.sleep(0.002)
+    after_rss = agent.rss_kib()
     out = {
         "n": n,
         "hostile": line,
         "base": base,
+        "kind": KIND,
         "peak_rss_kib": peak_rss,
+        "after_rss_kib": after_rss,
         "peak_fds": peak_fds,
-        "held": min(n, 800),
-        "rss_per_held_conn_kib": (peak_rss - base["rss_kib"]) / max(1, min(n, 800)),
+        "held": min(n, int(limit or 800)),
+        "rss_per_held_conn_kib": (peak_rss - base["rss_kib"]) / max(1, min(n, int(limit or 800))),
         "reads": summarize(reads),
         "pings": summarize(pings),
         "evicted": metrics.get("secrets_agent_connections_evicted_total"),
@@ -174,9 +229,10 @@ def main(ns):
         moto_port, proxy_port = run.start_backend(children)
         import boto3
 
-        boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench").create_secret(
-            Name=SECRET, SecretString=run.HOT_VALUE)
+        sm = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}",
+                          region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+        sm.create_secret(Name=SECRET, SecretString=run.HOT_VALUE)
+        sm.create_secret(Name=LARGE, SecretString="v" * (64 * 1024))
         for n in ns:
             r = measure(children, proxy_port, n)
             print(json.dumps(r), file=sys.stderr)
@@ -184,24 +240,26 @@ def main(ns):
     finally:
         children.stop_all()
     ms = lambda us: f"{us / 1000:.2f} ms"  # noqa: E731
-    lines = ["| hostile connections | reads (status: count) | read p50 / p99 / max | /ping (status: count) | /ping p99 "
-             "| RSS idle → peak | RSS per held connection | agent fds peak | evicted |",
+    lines = [f"Hostile clients: {KIND}.", "",
+             "| hostile connections | reads (status: count) | read p50 / p99 / max | /ping (status: count) "
+             "| /ping p99 / max | RSS idle → peak → after | RSS per held connection | agent fds peak | evicted |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r['n']} | {r['reads']['status']} | {ms(r['reads']['p50_us'])} / {ms(r['reads']['p99_us'])} / "
-            f"{ms(r['reads']['max_us'])} | {r['pings']['status']} | {ms(r['pings']['p99_us'])} | "
-            f"{r['base']['rss_kib'] / 1024:.1f} → {r['peak_rss_kib'] / 1024:.1f} MiB | "
+            f"{ms(r['reads']['max_us'])} | {r['pings']['status']} | {ms(r['pings']['p99_us'])} / "
+            f"{ms(r['pings']['max_us'])} | "
+            f"{r['base']['rss_kib'] / 1024:.1f} → {r['peak_rss_kib'] / 1024:.1f} → {r['after_rss_kib'] / 1024:.1f} MiB | "
             f"{r['rss_per_held_conn_kib']:.1f} KiB | {r['peak_fds']} | {r['evicted']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    run.write_results("slow", text, results)
+    run.write_results("slow" if KIND == "silent" else f"slow-{KIND}", text, results)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "hostile":
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        asyncio.run(hostile_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+        asyncio.run(hostile_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]))
     else:
         main([int(a) for a in sys.argv[1:]])

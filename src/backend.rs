@@ -27,6 +27,8 @@ use crate::error::{Error, ServiceErrorKind};
 use crate::metrics::Metrics;
 use crate::roles::{Assumed, HeldCredentials, RoleCredentials, Roles};
 
+mod limits;
+
 /// Which service a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -318,12 +320,15 @@ impl Clients {
         let retry = quick_retry();
         let sm_conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .retry_config(retry.clone())
+            .interceptor(limits::AnswerLimit)
             .build();
         let ssm_conf = aws_sdk_ssm::config::Builder::from(sdk)
             .retry_config(retry.clone())
+            .interceptor(limits::AnswerLimit)
             .build();
         let acm_conf = aws_sdk_acm::config::Builder::from(sdk)
             .retry_config(retry)
+            .interceptor(limits::AnswerLimit)
             .build();
         Clients {
             secrets: aws_sdk_secretsmanager::Client::from_conf(sm_conf),
@@ -350,6 +355,7 @@ impl Clients {
     fn sts(&self) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(self.sdk.as_ref())
             .retry_config(quick_retry())
+            .interceptor(limits::AnswerLimit)
             .build();
         aws_sdk_sts::Client::from_conf(conf)
     }
@@ -608,10 +614,10 @@ impl AwsBackend {
                     .config_override(region_of_arn(&key.id))
                     .send()
                     .await
-                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+                    .map_err(|e| classify(OP, self.secrets_timeout, &key.id, e))
             })
             .await?;
-        Ok(secret_body(SecretFields {
+        let fields = SecretFields {
             arn: out.arn,
             name: out.name,
             version_id: out.version_id,
@@ -619,7 +625,9 @@ impl AwsBackend {
             secret_binary: out.secret_binary.map(|b| b.into_inner()),
             version_stages: out.version_stages,
             created_date: out.created_date,
-        }))
+        };
+        fields.check().map_err(|what| lacking(OP, &key.id, what))?;
+        Ok(secret_body(fields))
     }
 
     /// The version a key would resolve to now, with its stages.
@@ -636,9 +644,14 @@ impl AwsBackend {
                     .config_override(region_of_arn(&key.id))
                     .send()
                     .await
-                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+                    .map_err(|e| classify(OP, self.secrets_timeout, &key.id, e))
             })
             .await?;
+        // Scheduled for deletion: GetSecretValue now refuses it, and so must the agent; "changed"
+        // sends the caller to GetSecretValue, which answers as AWS does.
+        if out.deleted_date.is_some() {
+            return Ok(None);
+        }
         let versions = out.version_ids_to_stages.unwrap_or_default();
         let stage = key.label.as_deref().unwrap_or("AWSCURRENT");
         let found = versions
@@ -670,12 +683,15 @@ impl AwsBackend {
                     .with_decryption(key.decrypt)
                     .send()
                     .await
-                    .map_err(|e| classify(OP, self.parameters_timeout, e))
+                    .map_err(|e| classify(OP, self.parameters_timeout, &key.id, e))
             })
             .await?;
-        let p = out
+        let Some(p) = out
             .parameter
-            .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
+            .filter(|p| p.name.is_some() && p.value.is_some())
+        else {
+            return Err(lacking(OP, &key.id, "Parameter with a Name and a Value"));
+        };
         let version = p.version;
         let body = ParameterBody {
             parameter: ParameterFields {
@@ -715,7 +731,7 @@ impl AwsBackend {
                     .set_secret_id_list(Some(ids.to_vec()))
                     .send()
                     .await
-                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+                    .map_err(|e| classify(OP, self.secrets_timeout, &ids.join(","), e))
             })
             .await?;
         let mut results = Vec::with_capacity(ids.len());
@@ -728,8 +744,8 @@ impl AwsBackend {
                 })
                 .cloned();
             let Some(id) = id else { continue };
-            let fetched = entry_body(v);
-            results.push((id, Ok(fetched)));
+            let fetched = entry_body(v).map_err(|what| lacking(OP, &id, what));
+            results.push((id, fetched));
         }
         for e in out.errors.unwrap_or_default() {
             let Some(id) = e.secret_id else { continue };
@@ -749,9 +765,10 @@ impl AwsBackend {
     }
 }
 
-/// A BatchGetSecretValue entry as the body GetSecretValue would have given.
-fn entry_body(v: aws_sdk_secretsmanager::types::SecretValueEntry) -> Fetched {
-    secret_body(SecretFields {
+/// A BatchGetSecretValue entry as the body GetSecretValue would have given; what it lacks,
+/// if it is not a usable secret.
+fn entry_body(v: aws_sdk_secretsmanager::types::SecretValueEntry) -> Result<Fetched, &'static str> {
+    let fields = SecretFields {
         arn: v.arn,
         name: v.name,
         version_id: v.version_id,
@@ -759,7 +776,18 @@ fn entry_body(v: aws_sdk_secretsmanager::types::SecretValueEntry) -> Fetched {
         secret_binary: v.secret_binary.map(|b| b.into_inner()),
         version_stages: v.version_stages,
         created_date: v.created_date,
-    })
+    };
+    fields.check()?;
+    Ok(secret_body(fields))
+}
+
+/// An answer without a field AWS always sends (an empty `{}` 200 parses as one).
+fn lacking(operation: &'static str, id: &str, what: &str) -> Error {
+    Error::Unusable {
+        operation,
+        id: id.to_string(),
+        detail: format!("the answer has no {what}, which AWS always sends"),
+    }
 }
 
 impl AwsBackend {
@@ -790,7 +818,7 @@ impl AwsBackend {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| classify(OP, self.secrets_timeout, e))
+                    .map_err(|e| classify(OP, self.secrets_timeout, tag_key, e))
             })
             .await?;
         for e in out.errors.unwrap_or_default() {
@@ -804,8 +832,14 @@ impl AwsBackend {
         let mut found = Vec::new();
         for v in out.secret_values.unwrap_or_default() {
             let Some(name) = v.name.clone() else { continue };
-            let fetched = entry_body(v);
-            found.push((name, fetched));
+            match entry_body(v) {
+                Ok(fetched) => found.push((name, fetched)),
+                Err(what) => tracing::warn!(
+                    secret_id = ?name,
+                    tag_key,
+                    "a tagged secret's answer has no {what}; it is read on first use instead"
+                ),
+            }
         }
         Ok((found, out.next_token.filter(|t| !t.is_empty())))
     }
@@ -832,7 +866,7 @@ impl AwsBackend {
                     .certificate_arn(&key.id)
                     .send()
                     .await
-                    .map_err(|e| classify(DESCRIBE, timeout, e))
+                    .map_err(|e| classify(DESCRIBE, timeout, &key.id, e))
             })
             .await?;
         let serial = described.certificate.and_then(|c| c.serial);
@@ -856,7 +890,7 @@ impl AwsBackend {
                     .passphrase(aws_smithy_types::Blob::new(passphrase.as_bytes()))
                     .send()
                     .await
-                    .map_err(|e| classify(EXPORT, timeout, e))
+                    .map_err(|e| classify(EXPORT, timeout, &key.id, e))
             })
             .await?;
         let (Some(certificate), Some(encrypted)) = (out.certificate, out.private_key) else {
@@ -1055,10 +1089,12 @@ fn region_of_arn(id: &str) -> aws_sdk_secretsmanager::config::Builder {
     }
 }
 
-/// Maps an SDK error to our classes. This is the only place that looks inside SDK errors.
+/// Maps an SDK error to our classes. This is the only place that looks inside SDK errors. `id`
+/// names what the call was for (secret, parameter, certificate, role), for the caller's message.
 pub(crate) fn classify<E>(
     operation: &'static str,
     timeout: Duration,
+    id: &str,
     err: SdkError<E, HttpResponse>,
 ) -> Error
 where
@@ -1074,7 +1110,20 @@ where
             };
         }
     }
+    let unusable = |what: String| Error::Unusable {
+        operation,
+        id: id.to_string(),
+        detail: format!("{what}: {}", detail(&err)),
+    };
     match &err {
+        // AWS sends its errors with a 4xx or 5xx status. Anything else that did not parse (an
+        // HTML or truncated 200, a redirect) did not come from AWS.
+        SdkError::ServiceError(ctx) if !(400..600).contains(&ctx.raw().status().as_u16()) => {
+            unusable(format!(
+                "an HTTP {} answer that is not AWS's",
+                ctx.raw().status().as_u16()
+            ))
+        }
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let meta = ctx.err();
@@ -1082,11 +1131,7 @@ where
             let message = meta.message().unwrap_or("").to_string();
             Error::Service {
                 kind: kind_for_code(&code, status),
-                status: if (400..600).contains(&status) {
-                    status
-                } else {
-                    502
-                },
+                status,
                 code,
                 message,
             }
@@ -1095,11 +1140,25 @@ where
             operation,
             millis: timeout.as_millis() as u64,
         },
-        // Not a network failure: credentials, region or endpoint could not be resolved (the
-        // SDK reports those as a dispatch failure of kind "other"), or the request not built.
-        SdkError::DispatchFailure(f) if !(f.is_io() || f.is_timeout()) => Error::NotSent {
-            operation,
-            detail: detail(&err),
+        // The answer's body could not be read whole: cut short, or over the limit.
+        SdkError::ResponseError(_) => unusable("the answer could not be read".into()),
+        SdkError::DispatchFailure(f) => match hyper_error(&err) {
+            Some(h) if h.is_parse() => unusable("the answer is not HTTP".into()),
+            // hyper failed on the wire (closed or cut connections are io errors or these).
+            Some(_) => Error::Unreachable {
+                operation,
+                detail: detail(&err),
+            },
+            None if f.is_io() || f.is_timeout() => Error::Unreachable {
+                operation,
+                detail: detail(&err),
+            },
+            // Not a network failure: credentials, region or endpoint could not be resolved
+            // (the SDK reports those as a dispatch failure of kind "other").
+            None => Error::NotSent {
+                operation,
+                detail: detail(&err),
+            },
         },
         SdkError::ConstructionFailure(_) => Error::NotSent {
             operation,
@@ -1110,6 +1169,18 @@ where
             detail: detail(&err),
         },
     }
+}
+
+/// The HTTP client's own error behind an SDK error, if the failure happened on the wire.
+fn hyper_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return Some(h);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The SDK's whole account of an error, for the log (never for a response body).
@@ -1171,6 +1242,22 @@ struct SecretBody<'a> {
     version_stages: &'a Option<Vec<String>>,
     /// Seconds since the epoch with fraction, as a string (the AWS agent's format).
     created_date: Option<String>,
+}
+
+impl SecretFields {
+    /// What a usable secret lacks: AWS always sends its ARN, name, version and one value.
+    fn check(&self) -> Result<(), &'static str> {
+        if self.arn.is_none() || self.name.is_none() {
+            return Err("ARN or Name");
+        }
+        if self.version_id.is_none() {
+            return Err("VersionId");
+        }
+        if self.secret_string.is_none() && self.secret_binary.is_none() {
+            return Err("SecretString or SecretBinary");
+        }
+        Ok(())
+    }
 }
 
 fn secret_body(f: SecretFields) -> Fetched {

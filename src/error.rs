@@ -43,6 +43,17 @@ pub enum Error {
         host: String,
         reason: String,
     },
+    /// Something answered, but not with anything AWS sends: a body larger than AWS's own limits
+    /// allow (see `backend::limits`), an empty or unparsable 200, a redirect, an answer cut
+    /// short. The cached value may still be served. `detail` goes to the log, never to the
+    /// caller.
+    #[error("{operation} of {id}: {detail}")]
+    Unusable {
+        operation: &'static str,
+        /// The secret, parameter, certificate or role the call was for.
+        id: String,
+        detail: String,
+    },
     /// The request could not be sent at all: no credentials, region or endpoint could be
     /// resolved. `detail` (the SDK's account of every provider it tried) goes to the log only.
     #[error("{operation} could not be sent: {detail}")]
@@ -75,6 +86,7 @@ impl Error {
             Error::Timeout { .. }
             | Error::Unreachable { .. }
             | Error::Certificate { .. }
+            | Error::Unusable { .. }
             | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
                 matches!(
@@ -109,6 +121,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
             Error::Certificate { .. } => "certificate",
+            Error::Unusable { .. } => "unusable_answer",
             Error::NotSent { .. } => "not_sent",
         }
     }

@@ -283,7 +283,7 @@ impl RoleCredentials {
             Ok(Err(e)) => {
                 return Err(name_the_role(
                     &self.arn,
-                    crate::backend::classify(OP, self.timeout, e),
+                    crate::backend::classify(OP, self.timeout, &self.arn, e),
                 ))
             }
             Ok(Ok(out)) => out,

@@ -269,6 +269,43 @@ async fn token_rules() {
     assert_eq!(r.json()["__type"], "ResourceNotFoundException");
     // The token is never echoed back.
     assert!(!r.text().contains(TOKEN));
+    // Hostile round 2, item 9: one right value among wrong ones is refused (it allowed many
+    // guesses per request); the token sent twice, right both times, is fine.
+    let missing = format!(
+        "{}/secretsmanager/get?secretId={}",
+        agent.base,
+        unique("none")
+    );
+    for headers in [
+        [
+            ("X-Aws-Parameters-Secrets-Token", "guess-1"),
+            ("X-Aws-Parameters-Secrets-Token", TOKEN),
+        ],
+        [
+            ("X-Aws-Parameters-Secrets-Token", TOKEN),
+            ("X-Vault-Token", "guess-2"),
+        ],
+    ] {
+        let r = get(&missing, &headers).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("send the token once"),
+            "{}",
+            r.text()
+        );
+    }
+    let r = get(
+        &missing,
+        &[
+            ("X-Aws-Parameters-Secrets-Token", TOKEN),
+            ("X-Vault-Token", TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["__type"], "ResourceNotFoundException");
     agent.stop().await;
 }
 
@@ -343,6 +380,7 @@ async fn forwarding_token_and_method_checks_in_the_aws_agents_order() {
         ("X-Forwarded-For", "10.0.0.1"),
         ("Forwarded", "for=10.0.0.1;proto=http"),
         ("X-Real-IP", "10.0.0.1"),
+        ("Via", "1.1 proxy.example"),
     ] {
         let r = get(&url, &[with_token, (header, value)]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{header}");

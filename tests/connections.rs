@@ -234,3 +234,51 @@ async fn open_connections_never_pass_the_limit() {
     drop(held);
     Arc::into_inner(agent).unwrap().stop().await;
 }
+
+/// Hostile round 2, item 3: clients that pipeline requests and never read their answers hold
+/// every connection. A new connection must not wait behind them: `/ping` answers within
+/// `secrets-agent health`'s 2 s each time (it waited exactly the 5 s head timeout: the served
+/// connections counted as busy while their answers could not be written, and an evicted one
+/// went on serving for as long as its client pipelined).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelining_clients_that_never_read_do_not_hold_up_ping() {
+    const HOSTILE: usize = 60;
+    let agent = TestAgent::start(|c| c.max_conn = 20).await;
+    let request = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let a: std::net::SocketAddr = addr(&agent).parse().unwrap();
+    // How many hostile connections the agent has taken up: answered or closed.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let hostile: Vec<_> = (0..HOSTILE)
+        .map(|_| {
+            let (request, taken) = (request.clone(), taken.clone());
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                let mut s = socket.connect(a).await.unwrap();
+                let _ = s.write_all(request.as_bytes()).await;
+                // Peeking leaves the answers unread in the socket.
+                let mut one = [0u8; 1];
+                let _ = s.peek(&mut one).await;
+                taken.fetch_add(1, Ordering::Relaxed);
+                // Pipelines for as long as the agent reads; never reads an answer.
+                while s.write_all(request.as_bytes()).await.is_ok() {}
+                std::future::pending::<()>().await;
+            })
+        })
+        .collect();
+    until("the agent took up every hostile connection", || {
+        taken.load(Ordering::Relaxed) == HOSTILE
+    })
+    .await;
+    let ping = format!("{}/ping", agent.base);
+    for round in 0..5 {
+        let r = tokio::time::timeout(Duration::from_secs(2), get(&ping, &[])).await;
+        let r = r.unwrap_or_else(|_| panic!("/ping round {round} took over 2 s"));
+        assert_eq!(r.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for h in hostile {
+        h.abort();
+    }
+    agent.stop().await;
+}

@@ -656,3 +656,49 @@ async fn on_rotation_signal_forwards_signals_reaps_orphans_and_keeps_the_exit_co
     assert_eq!(lines(&out, 4).await[3], "term");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Hostile round 2, item 7: a value the kernel cannot pass (a NUL byte; over 128 KiB in one
+/// variable; all variables together over the argument limit) stopped exec with 126. It is 78,
+/// naming the variable and never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_the_kernel_cannot_pass_exit_78_naming_the_variable() {
+    let nul = unique("exec/nul");
+    create_secret(&nul, "before\u{0}after").await;
+    let big = unique("exec/big");
+    create_secret(&big, &"b".repeat(60_000)).await;
+    let whole_nul = format!("awssm:{nul}");
+    let three = format!("${{awssm:{big}}}${{awssm:{big}}}${{awssm:{big}}}");
+    let (code, err) = failing(
+        moto_url(),
+        &[("WITH_NUL", &whole_nul), ("TOO_LONG", &three)],
+        &["--source", "aws"],
+    )
+    .await;
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("WITH_NUL: the resolved value contains a NUL byte"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TOO_LONG: the resolved value is 180000 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("before") && !err.contains("bbbb"),
+        "no value in: {err}"
+    );
+
+    // Each under the per-variable limit, together (7.2 MB) over the kernel's limit for a new
+    // program (a quarter of the stack limit, at most 6 MB).
+    let two = format!("${{awssm:{big}}}${{awssm:{big}}}");
+    let names: Vec<String> = (0..60).map(|i| format!("PART_{i:02}")).collect();
+    let vars: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), two.as_str())).collect();
+    let (code, err) = failing(moto_url(), &vars, &["--source", "aws"]).await;
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("larger than the kernel allows (E2BIG)"),
+        "{err}"
+    );
+    assert!(err.contains("(120000 bytes)"), "{err}");
+    assert!(!err.contains("bbbb"), "no value in: {err}");
+}

@@ -143,6 +143,73 @@ async fn sigint_with_idle_connections_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Hostile round 2, item 2: SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM killed the serving agent with
+/// no log line. Each is logged and ignored; the agent serves on and SIGTERM still stops it.
+#[tokio::test]
+async fn stray_signals_are_logged_and_ignored() {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", TOKEN)
+        .arg("--port")
+        .arg(port.to_string());
+    let mut agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let ping = format!("http://127.0.0.1:{port}/ping");
+    for sig in ["HUP", "USR1", "USR2", "ALRM", "HUP"] {
+        agent.signal(&format!("-{sig}"));
+        agent.wait_for_log(&format!("SIG{sig} received and ignored"));
+        assert!(
+            agent.child.try_wait().unwrap().is_none(),
+            "SIG{sig} killed it"
+        );
+        assert_eq!(get(&ping, &[]).await.status, StatusCode::OK);
+    }
+    agent.signal("-TERM");
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Hostile round 2, items 8 and 9: a token file edited while the agent runs puts its new token
+/// in force and the old one is refused; a short token is accepted with a warning.
+#[tokio::test]
+async fn a_token_file_edited_while_running_replaces_the_token() {
+    let dir = std::env::temp_dir().join(unique("sa-token-edit"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, "short\n").unwrap();
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", format!("file://{}", path.display()))
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    agent.wait_for_log("the SSRF token has only 5 characters");
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=a");
+    let with = |t: &'static str| [("X-Aws-Parameters-Secrets-Token", t)];
+    // 502: the token passed, and the backend (nobody on port 9) did not answer.
+    assert_ne!(
+        get(&url, &with("short")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let tmp = dir.join("token.tmp");
+    std::fs::write(&tmp, "a-new-token-of-forty-characters-abcdefgh").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    agent.wait_for_log("SSRF token file changed");
+    assert_ne!(
+        get(&url, &with("a-new-token-of-forty-characters-abcdefgh"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&url, &with("short")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn health_exits_0_when_up_and_1_when_not() {
     let port = free_port();

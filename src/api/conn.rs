@@ -345,6 +345,9 @@ pub struct Timed<S> {
     timeouts: Timeouts,
     /// Whether any byte has arrived (until then the first-byte timeout runs).
     started: bool,
+    /// A read returned bytes after the connection was evicted: the request that raced the
+    /// eviction is being served, and nothing more is read.
+    read_while_evicted: bool,
     /// Where the current request head is.
     head: Head,
     /// When the connection was admitted, then when the last response went out.
@@ -362,6 +365,7 @@ impl<S> Timed<S> {
             slot,
             timeouts,
             started: false,
+            read_while_evicted: false,
             head: Head::None,
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + timeouts.first_byte)),
@@ -397,8 +401,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
         let state = this.slot.state.load(Ordering::Acquire);
         let busy = state & PHASE == BUSY;
         let evicted = !busy && state & EVICTED != 0;
-        if evicted && state & PHASE == HEAD {
-            // End of stream: hyper drops the partial request and closes.
+        if evicted && (state & PHASE == HEAD || this.read_while_evicted) {
+            // End of stream: hyper drops a partial request and closes. A client pipelining
+            // requests would otherwise keep an evicted connection serving for as long as it
+            // sends, and the connection waiting for its seat would wait as long.
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -410,6 +416,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
             Poll::Ready(r) => {
                 let got = buf.filled().len() > before;
                 this.started |= got;
+                this.read_while_evicted |= evicted;
                 if busy {
                     this.head = Head::None;
                 } else if got && matches!(this.head, Head::None) {
@@ -469,30 +476,32 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
+impl<S: AsyncWrite + Unpin> Timed<S> {
+    /// One write (`write` does it on the inner stream), under the write timeout. An evicted
+    /// connection that is not serving a request and cannot write at once is closed: its client
+    /// is not reading, and waiting for it would hold the seat a new connection needs.
+    fn timed_write(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.write_sleep.is_some() && !this.slot.busy() && this.slot.evicted() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "evicted while the client was not reading",
-            )));
-        }
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+        match write(Pin::new(&mut self.inner), cx) {
             Poll::Ready(r) => {
                 // A response went out: the next bytes start a new head.
-                this.write_sleep = None;
-                this.head = Head::None;
-                this.last_activity = Instant::now();
+                self.write_sleep = None;
+                self.head = Head::None;
+                self.last_activity = Instant::now();
                 Poll::Ready(r)
             }
+            Poll::Pending if !self.slot.busy() && self.slot.evicted() => {
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "evicted while the client was not reading",
+                )))
+            }
             Poll::Pending => {
-                let limit = this.timeouts.write;
-                let sleep = this
+                let limit = self.timeouts.write;
+                let sleep = self
                     .write_sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 match sleep.as_mut().poll(cx) {
@@ -504,6 +513,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
                 }
             }
         }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .timed_write(cx, |inner, cx| inner.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .timed_write(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -97,7 +97,10 @@ impl ApiError {
             }
             ApiError::Backend(Error::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Backend(
-                Error::Unreachable { .. } | Error::Certificate { .. } | Error::NotSent { .. },
+                Error::Unreachable { .. }
+                | Error::Certificate { .. }
+                | Error::Unusable { .. }
+                | Error::NotSent { .. },
             ) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -116,7 +119,10 @@ impl ApiError {
             ApiError::Backend(Error::Service { code, .. }) => code,
             ApiError::Backend(Error::Timeout { .. }) => "GatewayTimeoutException",
             ApiError::Backend(
-                Error::Unreachable { .. } | Error::Certificate { .. } | Error::NotSent { .. },
+                Error::Unreachable { .. }
+                | Error::Certificate { .. }
+                | Error::Unusable { .. }
+                | Error::NotSent { .. },
             ) => "BadGatewayException",
         }
     }
@@ -139,6 +145,11 @@ impl ApiError {
                 "{operation}: no usable answer from AWS (the connection failed or was cut, or \
                  the agent is stopping); check the network path to the AWS endpoint. The \
                  agent's log has the cause"
+            ),
+            ApiError::Backend(Error::Unusable { operation, id, .. }) => format!(
+                "{operation} of {id:?}: the answer could not be used (larger than AWS allows, \
+                 empty, cut short or not AWS's format); a proxy or endpoint other than AWS may \
+                 be answering. The agent's log has the cause"
             ),
             ApiError::Backend(Error::NotSent { operation, .. }) => format!(
                 "{operation}: the request could not be sent to AWS because no credentials, \

@@ -90,7 +90,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRejections<S> {
                     let mut bytes = buf[..start].to_vec();
                     bytes.extend_from_slice(&raw_response(&error));
                     tracing::debug!(
-                        status,
+                        status = error.status().as_u16(),
+                        parser_status = status,
                         answer = error.label(),
                         "request refused by the parser"
                     );
@@ -115,6 +116,32 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRejections<S> {
         let n = rep.stands_for;
         this.replacing = None;
         Poll::Ready(Ok(n))
+    }
+
+    /// A response with a body comes as its head and the body's bytes in separate slices (hyper
+    /// writes vectored when the stream can, so a large secret is not copied into a buffer the
+    /// connection keeps). hyper's own refusals have no body: a write of one slice, checked as
+    /// above.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = bufs.iter().filter(|b| !b.is_empty());
+        let (first, more) = (slices.next(), slices.next().is_some());
+        if !more || self.replacing.is_some() {
+            return self.poll_write(cx, first.map_or(&[][..], |b| &b[..]));
+        }
+        let this = self.get_mut();
+        let r = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs));
+        if matches!(r, Ok(n) if n > 0) {
+            this.line_ended = false;
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -16,8 +16,8 @@
 //! naming the role; past `max_roles` → 400 `MaxRolesExceeded`.
 //!
 //! Checks, in order (the AWS agent's): except for `/ping`, a forwarding header
-//! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) → 400 and a token missing or wrong in every
-//! configured header → 403; method not GET → 405 with `Allow: GET`; unknown route → 404; a missing,
+//! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`, `Via`) → 400 and a token missing, or wrong in
+//! any configured header it is sent in → 403; method not GET → 405 with `Allow: GET`; unknown route → 404; a missing,
 //! unknown, repeated or malformed query parameter → 400 naming it. Backend errors keep AWS's
 //! code and status; unreachable or not sent → 502 (a short message; the SDK's detail goes to the
 //! log), timeout → 504. Secret answers carry `X-Cache: hit|miss|stale` and `Age`. Every error body is
@@ -63,13 +63,14 @@ pub type Body = Full<Bytes>;
 // Header names built once, not parsed from a string on every request.
 /// Headers a proxy adds when it forwards a request, with their usual spelling for messages: any
 /// of them means the request did not come straight from a process on this host (the SSRF guard).
-const FORWARDING_HEADERS: [(HeaderName, &str); 3] = [
+const FORWARDING_HEADERS: [(HeaderName, &str); 4] = [
     (
         HeaderName::from_static("x-forwarded-for"),
         "X-Forwarded-For",
     ),
     (HeaderName::from_static("forwarded"), "Forwarded"),
     (HeaderName::from_static("x-real-ip"), "X-Real-IP"),
+    (HeaderName::from_static("via"), "Via"),
 ];
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -277,20 +278,31 @@ impl<B: Backend> App<B> {
         Some(answer_response(answer))
     }
 
+    /// Every token header the request carries must hold the token: one right value among
+    /// wrong ones would let a caller try many guesses per request.
     fn authorize<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
-        let mut seen = false;
+        let (mut seen, mut wrong) = (0usize, 0usize);
         // One pass over the request's few headers rather than a hashed lookup per token
         // header: cheaper on every request.
         for (name, value) in req.headers() {
             if self.ssrf_headers.contains(name) {
-                seen = true;
-                if self.token.matches(value.as_bytes()) {
-                    return Ok(());
+                seen += 1;
+                if !self.token.matches(value.as_bytes()) {
+                    wrong += 1;
                 }
             }
         }
+        if seen > 0 && wrong == 0 {
+            return Ok(());
+        }
         let names: Vec<&str> = self.ssrf_headers.iter().map(HeaderName::as_str).collect();
-        Err(ApiError::forbidden(if seen {
+        Err(ApiError::forbidden(if seen > 1 {
+            format!(
+                "{wrong} of the {seen} SSRF token values sent in {} are wrong; send the token \
+                 once",
+                names.join(" / ")
+            )
+        } else if seen == 1 {
             format!("the SSRF token in {} is wrong", names.join(" / "))
         } else {
             format!(
@@ -722,18 +734,24 @@ async fn serve_connection<B: Backend>(
     let conn = builder().serve_connection(
         TokioIo::new(JsonRejections::new(io)),
         service_fn(move |req: Request<Incoming>| {
-            let guard = slot.enter();
             // A hit is answered here and its request dropped now (see `answer_now`).
+            let busy = slot.enter();
             let work = match app.answer_now(&req) {
                 Some(resp) => Ok(resp),
-                None => Err((app.clone(), req)),
+                None => Err((app.clone(), req, slot.clone())),
             };
+            drop(busy);
+            // Busy only while the handler runs, not from here: hyper polls this future only
+            // once the previous answer is written, and a pipelining client that never reads
+            // would otherwise hold a busy, never evicted connection.
             async move {
                 let resp = match work {
                     Ok(resp) => resp,
-                    Err((app, req)) => app.handle(req).await,
+                    Err((app, req, slot)) => {
+                        let _busy = slot.enter();
+                        app.handle(req).await
+                    }
                 };
-                drop(guard);
                 Ok::<_, Infallible>(resp)
             }
         }),
@@ -773,8 +791,10 @@ async fn overflow<B: Backend>(app: Arc<App<B>>, stream: Stream) {
     b.keep_alive(false);
     let svc = service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
-        let guard = slot.enter();
+        let slot = slot.clone();
         async move {
+            // Busy only while the handler runs (see `serve_connection`).
+            let guard = slot.enter();
             let resp = if req.uri().path() == "/ping" {
                 app.handle(req).await
             } else {

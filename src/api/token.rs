@@ -1,23 +1,62 @@
 //! The SSRF token: where it comes from, how it is compared, and how a sidecar makes one.
 //!
-//! The token is read once at start from the first set variable of `ssrf_env_variables`
-//! (`file:///path` means "read this file"), or generated and written to `token_file`.
+//! The token is read at start from the first set, non-empty variable of `ssrf_env_variables`
+//! (`file:///path` means "read this file", and the file is read again when it changes), or
+//! generated and written to `token_file`.
 
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, Env};
 
 /// The token requests must carry. `Debug` and `Display` never show it.
 #[derive(Clone)]
-pub struct Token(String);
+pub struct Token(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Fixed(String),
+    /// From a file, replaced when the file changes ([`Token::watch`]).
+    File(Arc<FileToken>),
+}
+
+/// A token file and what it held when last read.
+struct FileToken {
+    path: PathBuf,
+    /// Where it was named, for messages: `AWS_TOKEN (/path)`.
+    from: String,
+    /// Read on every request; written only when the file changes.
+    value: RwLock<String>,
+    /// The file's identity and mtime when it was read.
+    stamp: Mutex<Option<Stamp>>,
+}
+
+/// What tells that a file changed: its inode, length and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64, u64, Option<SystemTime>);
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token(<{} bytes>)", self.0.len())
+        match &self.0 {
+            Repr::Fixed(t) => write!(f, "Token(<{} bytes>)", t.len()),
+            Repr::File(t) => write!(f, "Token(<from {}>)", t.from),
+        }
     }
 }
+
+/// The longest token file read: a token is one line, and a larger file (or `/dev/zero`) is a
+/// mistake that must not fill the memory.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// Tokens shorter than this are accepted with a warning: anything on the host that can guess
+/// the token reads every secret.
+pub const SHORT_TOKEN_CHARS: usize = 16;
+
+/// How often a token file is checked for changes.
+const TOKEN_FILE_CHECK: Duration = Duration::from_millis(250);
 
 /// Where the token came from, for the start-up log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,24 +107,36 @@ pub enum TokenError {
 impl Token {
     /// A token from a string (tests and the generator).
     pub fn new(value: impl Into<String>) -> Self {
-        Token(value.into())
+        Token(Repr::Fixed(value.into()))
     }
 
     /// Resolves the token as the configuration says: an environment variable wins; otherwise a
     /// configured `token_file` is generated; otherwise start-up fails with how to give one.
     pub fn resolve(config: &Config, env: &Env) -> Result<(Token, TokenSource), TokenError> {
         for var in &config.ssrf_env_variables {
-            let Some(value) = env.get(var) else { continue };
+            // An empty variable is an unset one (README, "Settings"): the next one is tried.
+            let Some(value) = env.get(var).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
             if let Some(path) = value.strip_prefix("file://") {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| TokenError::Unreadable {
-                        var: var.clone(),
-                        path: path.to_string(),
-                        source,
-                    })?;
+                let unreadable = |source| TokenError::Unreadable {
+                    var: var.clone(),
+                    path: path.to_string(),
+                    source,
+                };
+                let (text, stamp) = read_token_file(Path::new(path)).map_err(unreadable)?;
                 let from = format!("{var} ({path})");
                 let token = usable(&text, &from)?;
-                return Ok((token, TokenSource::File(path.to_string())));
+                let file = FileToken {
+                    path: PathBuf::from(path),
+                    from,
+                    value: RwLock::new(token.expose()),
+                    stamp: Mutex::new(Some(stamp)),
+                };
+                return Ok((
+                    Token(Repr::File(Arc::new(file))),
+                    TokenSource::File(path.to_string()),
+                ));
             }
             let token = usable(value, var)?;
             return Ok((token, TokenSource::Env(var.clone())));
@@ -112,31 +163,165 @@ impl Token {
         for b in bytes {
             hex.push_str(&format!("{b:02x}"));
         }
-        Ok(Token(hex))
+        Ok(Token::new(hex))
     }
 
     /// Constant-time comparison (`subtle`): the time taken does not depend on where the values
     /// differ, only on the length, which is no secret. Eight bytes per step (`subtle` compares
     /// a byte slice a byte at a time, a third of the token check's cost on a cache hit).
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        let token = self.0.as_bytes();
-        if token.len() != candidate.len() {
-            return false;
+        match &self.0 {
+            Repr::Fixed(t) => same(t.as_bytes(), candidate),
+            Repr::File(f) => same(f.read().as_bytes(), candidate),
         }
-        let words = token.chunks_exact(8);
-        let other_words = candidate.chunks_exact(8);
-        let mut same = words.remainder().ct_eq(other_words.remainder());
-        for (a, b) in words.zip(other_words) {
-            same &= word(a).ct_eq(&word(b));
-        }
-        same.into()
     }
 
-    /// The token itself, for the code that writes it out.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// The token itself, for the code that writes it out or sends it.
+    pub fn expose(&self) -> String {
+        match &self.0 {
+            Repr::Fixed(t) => t.clone(),
+            Repr::File(f) => f.read().clone(),
+        }
     }
+
+    /// How many characters the token has now.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Fixed(t) => t.chars().count(),
+            Repr::File(f) => f.read().chars().count(),
+        }
+    }
+
+    /// Never true: an empty token is refused at start.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// For a token read from a file, a future that checks the file every 250 ms and, when it
+    /// changed, puts its new token in force (the old one is refused from then on). A file that
+    /// became unusable keeps the token in force and is reported. Never resolves.
+    pub fn watch(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let Repr::File(file) = &self.0 else {
+            return None;
+        };
+        let file = file.clone();
+        Some(async move {
+            let mut tick = tokio::time::interval(TOKEN_FILE_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                file.reread_if_changed();
+            }
+        })
+    }
+}
+
+impl FileToken {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, String> {
+        // A panic while holding the lock left a whole String behind.
+        self.value.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reread_if_changed(&self) {
+        let mut seen = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::fs::metadata(&self.path).ok().map(|m| stamp(&m));
+        if now.is_none() || now == *seen {
+            return;
+        }
+        let read = read_token_file(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|(text, stamp)| {
+                usable(&text, &self.from)
+                    .map(|t| (t, stamp))
+                    .map_err(|e| e.to_string())
+            });
+        match read {
+            Ok((token, stamp)) => {
+                *seen = Some(stamp);
+                let token = token.expose();
+                let mut value = self.value.write().unwrap_or_else(|e| e.into_inner());
+                if *value != token {
+                    *value = token;
+                    drop(value);
+                    tracing::info!(
+                        file = ?self.path,
+                        "SSRF token file changed: its new token is in force, the old one is refused"
+                    );
+                }
+            }
+            Err(why) => {
+                *seen = now;
+                tracing::warn!(
+                    file = ?self.path,
+                    error = %why,
+                    "SSRF token file changed but cannot be used; the token read before stays \
+                     in force until the file holds a usable one"
+                );
+            }
+        }
+    }
+}
+
+/// Constant-time comparison (see [`Token::matches`]).
+fn same(token: &[u8], candidate: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if token.len() != candidate.len() {
+        return false;
+    }
+    let words = token.chunks_exact(8);
+    let other_words = candidate.chunks_exact(8);
+    let mut same = words.remainder().ct_eq(other_words.remainder());
+    for (a, b) in words.zip(other_words) {
+        same &= word(a).ct_eq(&word(b));
+    }
+    same.into()
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Stamp(ino, meta.len(), meta.modified().ok())
+}
+
+/// A token file's text, read only when it is a regular file (a link to one is followed) of at
+/// most [`MAX_TOKEN_FILE_BYTES`]: a fifo would block the start, `/dev/zero` fill the memory.
+fn read_token_file(path: &Path) -> std::io::Result<(String, Stamp)> {
+    use std::io::{Error, ErrorKind};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a regular file (a folder, fifo, device or socket); give a file that holds \
+             the token",
+        ));
+    }
+    let too_large = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("it is larger than {MAX_TOKEN_FILE_BYTES} bytes; a token file holds one line"),
+        )
+    };
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok((text, stamp(&meta)))
+}
+
+/// The token in a file the agent wrote (`token_file`), for clients of the running agent: read
+/// by the same rules as a token file named in a variable.
+pub fn read_agent_token_file(path: &Path) -> Result<Token, String> {
+    read_token_file(path)
+        .map(|(text, _)| Token::new(text.trim()))
+        .map_err(|e| format!("cannot read the agent's token file {}: {e}", path.display()))
 }
 
 /// Eight bytes (a `chunks_exact(8)` chunk) as one number.
@@ -157,7 +342,7 @@ fn usable(raw: &str, from: &str) -> Result<Token, TokenError> {
     if token.chars().any(|c| c.is_control() && c != '\t') {
         return Err(TokenError::Unsendable(from.to_string()));
     }
-    Ok(Token(token.to_string()))
+    Ok(Token::new(token))
 }
 
 /// The token in `path` when an earlier run of this agent wrote it there: a regular file owned by
@@ -174,7 +359,7 @@ fn token_left_by_an_earlier_run(path: &Path) -> Option<Token> {
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
-    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())).then_some(Token(text))
+    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())).then_some(Token::new(text))
 }
 
 #[cfg(not(unix))]
@@ -285,7 +470,7 @@ fn write_token_file(path: &Path, token: &Token) -> Result<(), TokenError> {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut f = options.open(&tmp)?;
-        f.write_all(token.0.as_bytes())?;
+        f.write_all(token.expose().as_bytes())?;
         f.sync_all()?;
         set_read_only(&tmp)?;
         std::fs::rename(&tmp, path)
@@ -313,6 +498,83 @@ fn set_read_only(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::env;
+
+    fn from_file(path: &Path) -> Result<(Token, TokenSource), TokenError> {
+        let value = format!("file://{}", path.display());
+        Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", value.as_str())]))
+    }
+
+    /// Hostile round 2, item 9: an empty (or blank) variable is an unset one.
+    #[test]
+    fn an_empty_variable_falls_through_to_the_next() {
+        for empty in ["", "  "] {
+            let (t, src) = Token::resolve(
+                &Config::default(),
+                &env(&[("AWS_TOKEN", empty), ("AWS_SESSION_TOKEN", "session")]),
+            )
+            .unwrap();
+            assert!(t.matches(b"session"));
+            assert_eq!(src, TokenSource::Env("AWS_SESSION_TOKEN".into()));
+        }
+        let only_empty = Token::resolve(&Config::default(), &env(&[("AWS_TOKEN", "")]));
+        assert!(matches!(only_empty, Err(TokenError::Missing { .. })));
+    }
+
+    /// Hostile round 2, item 8: `/dev/zero` grew the agent to 900 MB, a fifo blocked the start.
+    #[test]
+    fn token_files_are_regular_and_bounded() {
+        let dir = std::env::temp_dir().join(format!("token-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let large = dir.join("large");
+        std::fs::write(&large, "a".repeat(MAX_TOKEN_FILE_BYTES as usize + 1)).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let cases = [
+            (Path::new("/dev/zero"), "not a regular file"),
+            (fifo.as_path(), "not a regular file"),
+            (dir.as_path(), "not a regular file"),
+            (large.as_path(), "larger than 4096 bytes"),
+        ];
+        for (path, why) in cases {
+            let err = from_file(path).unwrap_err();
+            assert!(matches!(err, TokenError::Unreadable { .. }), "{path:?}");
+            assert!(err.to_string().contains(why), "{path:?}: {err}");
+        }
+        let link = dir.join("link");
+        std::fs::write(dir.join("token"), "from-a-link\n").unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(dir.join("token"), &link).unwrap();
+        assert!(from_file(&link).unwrap().0.matches(b"from-a-link"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Hostile round 2, item 8: a token file edited while the agent ran kept the old token.
+    #[test]
+    fn a_changed_token_file_replaces_the_token() {
+        let path = std::env::temp_dir().join(format!("token-change-{}", std::process::id()));
+        std::fs::write(&path, "first-token-value").unwrap();
+        let (token, _) = from_file(&path).unwrap();
+        let Repr::File(file) = &token.0 else {
+            panic!("a file token")
+        };
+        assert!(token.matches(b"first-token-value"));
+        // Unchanged: nothing happens.
+        file.reread_if_changed();
+        assert!(token.matches(b"first-token-value"));
+        // Rewritten (a new inode, as an atomic rename gives, or a new length): the new one only.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, "second-token-value-longer").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        file.reread_if_changed();
+        assert!(token.matches(b"second-token-value-longer"));
+        assert!(!token.matches(b"first-token-value"));
+        // Emptied: the token in force stays.
+        std::fs::write(&path, "").unwrap();
+        file.reread_if_changed();
+        assert!(token.matches(b"second-token-value-longer"));
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn first_set_variable_wins() {

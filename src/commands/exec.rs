@@ -8,8 +8,9 @@
 //! distinct (secret, version) is fetched once, all concurrently, within one total timeout.
 //!
 //! Exit codes before COMMAND runs: 64 a malformed placeholder or bad settings, 78 a placeholder
-//! that could not be resolved (one line per problem on stderr, naming the variable and the id,
-//! never a value), 126 COMMAND cannot be executed, 127 COMMAND not found.
+//! that could not be resolved or whose value the kernel cannot pass (one line per problem on
+//! stderr, naming the variable and the id, never a value), 126 COMMAND cannot be executed, 127
+//! COMMAND not found.
 //!
 //! With `--on-rotation`, exec stays the parent of COMMAND instead (see `supervise`).
 
@@ -140,6 +141,7 @@ pub fn run(
             }
         }
     }
+    let sizes: Vec<(String, usize)> = resolved.iter().map(|(n, v)| (n.clone(), v.len())).collect();
     let env = vars.into_iter().map(|(name, value)| {
         match name.to_str().and_then(|n| resolved.remove(n)) {
             Some(v) => (name, OsString::from(v)),
@@ -152,6 +154,25 @@ pub fn run(
         .env_clear()
         .envs(env)
         .exec();
+    if err.raw_os_error() == Some(E2BIG) {
+        // The kernel's limit on arguments and environment together: a resolved value made
+        // them too large. Name the largest, never a value.
+        let mut sizes = sizes;
+        sizes.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+        let largest: Vec<String> = sizes
+            .iter()
+            .take(3)
+            .map(|(n, len)| format!("{n} ({len} bytes)"))
+            .collect();
+        eprintln!(
+            "secrets-agent exec: cannot run {:?}: its arguments and environment together are \
+             larger than the kernel allows (E2BIG); the largest resolved variables: {}. Read \
+             large secrets from a file (secrets-agent render) instead",
+            program.to_string_lossy(),
+            largest.join(", ")
+        );
+        return EXIT_UNRESOLVED;
+    }
     eprintln!(
         "secrets-agent exec: cannot run {:?}: {err}",
         program.to_string_lossy()
@@ -160,6 +181,33 @@ pub fn run(
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_CANNOT_EXECUTE,
     }
+}
+
+/// `E2BIG` (Linux, and every Unix the agent runs on): argument list too long.
+const E2BIG: i32 = 7;
+
+/// The longest `NAME=value` string Linux passes to a new program (`MAX_ARG_STRLEN`, 32 pages),
+/// its closing NUL included.
+const MAX_VARIABLE_BYTES: usize = 32 * 4096;
+
+/// Why `value` cannot be passed as variable `name`, if it cannot: an environment string ends
+/// at its first NUL byte, and the kernel passes at most [`MAX_VARIABLE_BYTES`] for one. Names
+/// the variable, never the value.
+fn unpassable(name: &str, value: &str) -> Option<String> {
+    if value.contains('\0') {
+        return Some(format!(
+            "{name}: the resolved value contains a NUL byte, which an environment variable \
+             cannot carry; read this secret from a file (secrets-agent render) instead"
+        ));
+    }
+    (name.len() + 1 + value.len() + 1 > MAX_VARIABLE_BYTES).then(|| {
+        format!(
+            "{name}: the resolved value is {} bytes; the kernel passes at most {} bytes per \
+             variable (NAME=value); read this secret from a file (secrets-agent render) instead",
+            value.len(),
+            MAX_VARIABLE_BYTES - name.len() - 2
+        )
+    })
 }
 
 struct Settings {
@@ -258,11 +306,11 @@ fn fill(
                 timeout.as_secs()
             )),
         });
-        match filled {
-            Ok(v) => {
+        match filled.map(|v| (unpassable(name, &v), v)) {
+            Ok((None, v)) => {
                 values.insert(name.clone(), v);
             }
-            Err(p) => problems.push(p),
+            Ok((Some(p), _)) | Err(p) => problems.push(p),
         }
     }
     if problems.is_empty() {

@@ -163,9 +163,7 @@ fn agent_token(config: &Config, env: &Env) -> Result<Token, String> {
     let file = read_only.token_file.take();
     match (Token::resolve(&read_only, env), file) {
         (Ok((t, _)), _) => Ok(t),
-        (Err(_), Some(path)) => std::fs::read_to_string(&path)
-            .map(|t| Token::new(t.trim()))
-            .map_err(|e| format!("cannot read the agent's token file {}: {e}", path.display())),
+        (Err(_), Some(path)) => crate::api::token::read_agent_token_file(&path),
         (Err(e), None) => Err(e.to_string()),
     }
 }

@@ -23,8 +23,8 @@ pub(crate) mod annotations;
 pub(crate) mod files;
 mod hooks;
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,20 +227,34 @@ pub fn specs(args: &Args, config: &Config) -> Result<Vec<FileSpec>, Vec<String>>
         }
     }
     let mut specs = Vec::new();
-    let mut seen = HashSet::new();
+    // Each file by what it is on disk (its folder's links resolved) and the path it was first
+    // named by: two paths through a linked folder would overwrite each other.
+    let mut seen: HashMap<PathBuf, PathBuf> = HashMap::new();
     for (mut entry, origin) in entries {
         entry.allow_disk |= args.allow_disk;
         if let Some(problem) = files::path_problem(&entry.path) {
             problems.push(format!("{} ({origin}): {problem}", entry.path.display()));
             continue;
         }
-        if !seen.insert(entry.path.clone()) {
-            problems.push(format!(
-                "{} ({origin}): the same path is given twice; each file needs one spec",
-                entry.path.display()
-            ));
+        let target = on_disk(&entry.path);
+        if let Some(first) = seen.get(&target) {
+            problems.push(if *first == entry.path {
+                format!(
+                    "{} ({origin}): the same path is given twice; each file needs one spec",
+                    entry.path.display()
+                )
+            } else {
+                format!(
+                    "{} ({origin}): the same file as {} ({}, through a linked folder); each \
+                     file needs one spec",
+                    entry.path.display(),
+                    first.display(),
+                    target.display()
+                )
+            });
             continue;
         }
+        seen.insert(target, entry.path.clone());
         match FileSpec::from_entry(&entry, origin) {
             Ok(s) => specs.push(s),
             Err(p) => problems.push(p),
@@ -605,6 +619,17 @@ fn fail(f: Failure) -> u8 {
     f.code
 }
 
+/// The file `path` names, its folder's links resolved; `path` itself where the folder does not
+/// exist yet.
+fn on_disk(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,6 +639,34 @@ mod tests {
             files: files.iter().map(|s| s.to_string()).collect(),
             ..Args::default()
         }
+    }
+
+    /// Hostile round 2, item 9: two files naming one target through a linked folder silently
+    /// overwrote each other.
+    #[test]
+    fn two_paths_to_one_file_through_a_linked_folder_are_refused() {
+        let dir = std::env::temp_dir().join(format!("render-link-{}", std::process::id()));
+        let real = dir.join("real");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let a = args(&[
+            &format!("{}/db=awssm:a", real.display()),
+            &format!("{}/db=awssm:b", link.display()),
+            &format!("{}/other=awssm:c", link.display()),
+        ]);
+        let e = specs(&a, &Config::default()).unwrap_err().join("\n");
+        assert!(
+            e.contains(&format!(
+                "{}/db (--file): the same file as {}/db",
+                link.display(),
+                real.display()
+            )),
+            "{e}"
+        );
+        assert!(!e.contains("other"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub async fn run(config: Result<Config, ConfigError>, env: Env) -> u8 {
     };
     let app = started.app.clone();
     let cache = app.cache.clone();
+    // Lambda stops the agent with SHUTDOWN; a stray signal must not kill it.
+    tokio::spawn(crate::runtime::shutdown::ignore_stray());
     if flavour != Flavour::ManagedInstances {
         cache.set_refresh_on_read(false);
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -283,6 +284,95 @@ pub enum Fault {
     Error(u16, &'static str),
     /// Close the connection without answering.
     Drop,
+    /// Answer with something AWS never sends, without asking moto.
+    Garbage(Garbage),
+}
+
+/// Answers that did not come from AWS: what a broken proxy or a fake endpoint sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Garbage {
+    /// 200 with no body.
+    Empty,
+    /// 200 with an HTML page (a captive portal, a proxy's error page).
+    Html,
+    /// 200 with half of a GetSecretValue body, then the connection cut.
+    Truncated,
+    /// 200 with a chunked body that never ends.
+    Endless,
+    /// 200 with a well-formed GetSecretValue body whose SecretString is 1 MiB (AWS's limit is
+    /// 64 KiB).
+    Oversized,
+    /// 307 to another address.
+    Redirect,
+}
+
+/// The proxy's answers: moto's, read whole, or a streamed garbage body.
+pub type ProxyBody = BoxBody<Bytes, std::io::Error>;
+
+fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A chunked body of `chunks` (each sent as it is), then an error (`cut`) or its end.
+fn chunked(chunks: impl Iterator<Item = Bytes> + Send + Sync + 'static, cut: bool) -> ProxyBody {
+    let frames = chunks
+        .map(|c| Ok(hyper::body::Frame::data(c)))
+        .chain(cut.then(|| Err(std::io::Error::other("cut by the test proxy"))));
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+fn garbage(g: Garbage) -> Response<ProxyBody> {
+    let json = "application/x-amz-json-1.1";
+    let (status, content_type, body) = match g {
+        Garbage::Empty => (200, json, full(Bytes::new())),
+        Garbage::Html => (
+            200,
+            "text/html",
+            full("<html><body><h1>Sign in to continue</h1></body></html>"),
+        ),
+        Garbage::Truncated => (
+            200,
+            json,
+            chunked(
+                std::iter::once(Bytes::from_static(
+                    br#"{"ARN":"arn:aws:secretsmanager:us-east-1:123456789012:secret:x","Name":"x","VersionId":"v","SecretStr"#,
+                )),
+                true,
+            ),
+        ),
+        Garbage::Endless => (
+            200,
+            json,
+            chunked(
+                std::iter::once(Bytes::from_static(br#"{"SecretString":""#))
+                    .chain(std::iter::repeat(Bytes::from(vec![b'a'; 64 * 1024]))),
+                false,
+            ),
+        ),
+        Garbage::Oversized => {
+            let body = serde_json::json!({
+                "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:big-AbCdEf",
+                "Name": "big",
+                "VersionId": "00000000-0000-0000-0000-000000000001",
+                "SecretString": "x".repeat(1024 * 1024),
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": 1.7e9,
+            });
+            (200, json, full(body.to_string()))
+        }
+        Garbage::Redirect => (307, "text/html", full("<a href=\"http://127.0.0.1:9/\">moved</a>")),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+    resp.headers_mut()
+        .insert("content-type", content_type.parse().unwrap());
+    if g == Garbage::Redirect {
+        resp.headers_mut()
+            .insert("location", "http://127.0.0.1:9/".parse().unwrap());
+    }
+    resp
 }
 
 #[derive(Default)]
@@ -383,7 +473,7 @@ async fn forward(
     state: Arc<Mutex<ProxyState>>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: String,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+) -> Result<Response<ProxyBody>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     // STS speaks the query protocol: the operation is the form's Action.
@@ -428,7 +518,7 @@ async fn forward(
              arn:aws:iam::123456789012:user/moto is not authorized to perform: sts:AssumeRole \
              on resource: {role}</Message></Error><RequestId>test</RequestId></ErrorResponse>"
         );
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let mut resp = Response::new(full(body));
         *resp.status_mut() = StatusCode::FORBIDDEN;
         resp.headers_mut()
             .insert("content-type", "text/xml".parse().unwrap());
@@ -451,7 +541,7 @@ async fn forward(
         Fault::Delay(d) => tokio::time::sleep(d).await,
         Fault::Error(status, code) => {
             let body = serde_json::json!({"__type": code, "message": "injected by the test proxy"});
-            let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+            let mut resp = Response::new(full(body.to_string()));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap();
             resp.headers_mut().insert(
                 "content-type",
@@ -464,6 +554,7 @@ async fn forward(
         Fault::Drop => {
             return Err(std::io::Error::other("dropped by the test proxy"));
         }
+        Fault::Garbage(g) => return Ok(garbage(g)),
     }
     let (mut parts, mut body) = (parts, body);
     if !rewrites.is_empty() {
@@ -476,7 +567,8 @@ async fn forward(
             .headers
             .insert("content-length", body.len().to_string().parse().unwrap());
     }
-    send_upstream(&client, parts, body, &upstream).await
+    let resp = send_upstream(&client, parts, body, &upstream).await?;
+    Ok(resp.map(|b| b.map_err(|never| match never {}).boxed()))
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body.
@@ -530,12 +622,12 @@ pub async fn send_upstream(
 }
 
 /// Serves `handler` over HTTP/1 on 127.0.0.1:0 until the test process ends; returns the address.
-pub async fn serve_on_loopback<F, Fut>(handler: F) -> SocketAddr
+pub async fn serve_on_loopback<F, Fut, B>(handler: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, std::io::Error>>
-        + Send
-        + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, std::io::Error>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
