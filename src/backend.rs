@@ -34,6 +34,7 @@ pub mod credentials_file;
 mod key;
 mod limits;
 pub mod roles;
+pub mod tls;
 
 use bodies::*;
 pub(crate) use classify::{classify, kind_for_code};
@@ -259,6 +260,8 @@ impl AwsBackend {
                     .secret_id(&key.id)
                     .set_version_id(key.version.clone())
                     .set_version_stage(key.wire_stage())
+                    .customize()
+                    .config_override(region_of_arn(&key.id))
                     .send()
                     .await
                     .map_err(|e| classify(OP, self.secrets_timeout, &key.id, e))
@@ -287,6 +290,8 @@ impl AwsBackend {
                     .secrets
                     .describe_secret()
                     .secret_id(&key.id)
+                    .customize()
+                    .config_override(region_of_arn(&key.id))
                     .send()
                     .await
                     .map_err(|e| classify(OP, self.secrets_timeout, &key.id, e))
@@ -696,6 +701,18 @@ impl Backend for AwsBackend {
             }
         }
         Ok(found)
+    }
+}
+
+/// A secret named by its full ARN (`arn:PARTITION:secretsmanager:REGION:...`) is asked for in
+/// the ARN's region, as secrets-init's users expect: an override of the region alone.
+fn region_of_arn(id: &str) -> aws_sdk_secretsmanager::config::Builder {
+    let b = aws_sdk_secretsmanager::config::Builder::default();
+    match id.splitn(5, ':').collect::<Vec<_>>()[..] {
+        ["arn", _, "secretsmanager", r, _] if !r.is_empty() => {
+            b.region(aws_config::Region::new(r.to_string()))
+        }
+        _ => b,
     }
 }
 

@@ -31,6 +31,18 @@ pub enum Error {
         operation: &'static str,
         detail: String,
     },
+    /// The TLS handshake refused the server's certificate (an untrusted issuer, a wrong name,
+    /// expired). `host` is where the call went; `reason` says why and which roots were used.
+    #[error(
+        "{operation}: the TLS certificate of {host} is not trusted ({reason}); if the \
+             endpoint or a proxy uses a private CA, give its bundle with AWS_CA_BUNDLE or \
+             SSL_CERT_FILE"
+    )]
+    Certificate {
+        operation: &'static str,
+        host: String,
+        reason: String,
+    },
     /// Something answered, but not with anything AWS sends: a body larger than AWS's own limits
     /// allow (see `backend::limits`), an empty or unparsable 200, a redirect, an answer cut
     /// short. The cached value may still be served. `detail` goes to the log, never to the
@@ -73,6 +85,7 @@ impl Error {
         match self {
             Error::Timeout { .. }
             | Error::Unreachable { .. }
+            | Error::Certificate { .. }
             | Error::Unusable { .. }
             | Error::NotSent { .. } => true,
             Error::Service { kind, .. } => {
@@ -107,6 +120,7 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::Unreachable { .. } => "unreachable",
+            Error::Certificate { .. } => "certificate",
             Error::Unusable { .. } => "unusable_answer",
             Error::NotSent { .. } => "not_sent",
         }

@@ -16,7 +16,8 @@
 //! - `backend`: the AWS side: Secrets Manager, SSM and ACM behind one trait; SDK errors
 //!   classified; `roles` (roles assumed for callers, `roleArn`), `credentials_file`
 //!   (credentials from a file re-read when it changes), `acm` (an exported certificate and its
-//!   key decrypted).
+//!   key decrypted), `tls` (the HTTPS client's trust roots: `AWS_CA_BUNDLE`, the system's, else
+//!   built-in Mozilla roots; certificate errors that name the host).
 //! - `logging`, `config`: log set-up; settings from defaults, TOML, environment and flags
 //!   (`config::arn`: role ARNs and session names).
 //! - `metrics`, `clock`, `error`, `signals`: counters; wall-clock time behind a trait; what a

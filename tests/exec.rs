@@ -80,9 +80,13 @@ async fn every_grammar_form_resolves_straight_from_aws() {
     let p_key = format!("awsparam:{param}#url");
     let p_secure = format!("awsparam:{secure}");
     let p_embedded = format!("flag=${{awsparam:{secure}}};");
+    // Over TLS, the test CA trusted as a user adds a corporate CA.
+    let moto = moto_tls();
+    let ca = moto.ca.display().to_string();
     let seen = app_env(
-        moto_url(),
+        &moto.url,
         &[
+            ("SSL_CERT_FILE", &ca),
             ("WHOLE", &whole),
             ("USER", &user),
             ("CURRENT", &current),
@@ -185,6 +189,101 @@ async fn failing(endpoint: &str, vars: &[(&str, &str)], args: &[&str]) -> (i32, 
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.stdout.is_empty(), "the command must not run: {stderr}");
     (out.status.code().expect("an exit code"), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_certificate_failure_naming_the_host() {
+    let db = unique("exec/tls");
+    create_secret(&db, DB).await;
+    let tls = moto_tls();
+    let host = tls.url.trim_start_matches("https://");
+    let var = format!("awssm:{db}#password");
+    // No CA bundle at all (SSL_CERT_FILE names an empty one), as in an application image
+    // FROM scratch: the built-in Mozilla roots are used, and they do not know the test CA.
+    let empty = std::env::temp_dir().join(unique("no-roots.pem"));
+    std::fs::write(&empty, "").unwrap();
+    let (code, err) = failing(
+        &tls.url,
+        &[("DB", &var), ("SSL_CERT_FILE", empty.to_str().unwrap())],
+        &["--source", "aws"],
+    )
+    .await;
+    std::fs::remove_file(&empty).unwrap();
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!("the TLS certificate of {host} is not trusted")),
+        "{err}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(
+        err.contains("Mozilla roots built into secrets-agent"),
+        "{err}"
+    );
+    assert!(err.contains("AWS_CA_BUNDLE"), "says how to fix it: {err}");
+    assert!(!err.contains("check the network"), "{err}");
+
+    // AWS_CA_BUNDLE holding the CA: trusted.
+    let ca = tls.ca.display().to_string();
+    let seen = app_env(
+        &tls.url,
+        &[("DB", &var), ("AWS_CA_BUNDLE", &ca)],
+        &["--source", "aws"],
+    )
+    .await;
+    assert_eq!(seen["DB"], "s3cr3t-pw");
+    // ... and left as it was for the application: exec does not change it.
+    assert_eq!(seen["AWS_CA_BUNDLE"], ca);
+    assert!(!seen.contains_key("SSL_CERT_FILE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_reads_aws_there_and_leaves_the_apps_aws_region() {
+    // moto keeps secrets per region: this one exists in us-east-1 only.
+    let db = unique("exec/region");
+    create_secret(&db, DB).await;
+    let var = format!("awssm:{db}#password");
+    let vars = [("DB", var.as_str()), ("AWS_REGION", "eu-west-1")];
+    let (code, err) = failing(moto_url(), &vars, &["--source", "aws"]).await;
+    assert_eq!(code, 78, "not in eu-west-1: {err}");
+    let seen = app_env(
+        moto_url(),
+        &vars,
+        &["--source", "aws", "--region", "us-east-1"],
+    )
+    .await;
+    assert_eq!(seen["DB"], "s3cr3t-pw");
+    assert_eq!(
+        seen["AWS_REGION"], "eu-west-1",
+        "the app's own region is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_arn_is_read_in_its_own_region() {
+    // Created in eu-west-1; exec (and the agent's backend) runs in us-east-1.
+    let name = unique("exec/arn-region");
+    let sdk = sdk_config(moto_url()).await;
+    let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let arn = aws_sdk_secretsmanager::Client::from_conf(conf)
+        .create_secret()
+        .name(&name)
+        .secret_string(DB)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    assert!(arn.contains(":eu-west-1:"), "{arn}");
+    let by_arn = format!("awssm:{arn}#password");
+    let by_name = format!("awssm:{name}#password");
+    let seen = app_env(moto_url(), &[("DB", &by_arn)], &["--source", "aws"]).await;
+    assert_eq!(seen["DB"], "s3cr3t-pw");
+    assert_eq!(seen["AWS_REGION"], "us-east-1");
+    // By name it is looked up in the agent's region, where it is not.
+    let (code, err) = failing(moto_url(), &[("DB", &by_name)], &["--source", "aws"]).await;
+    assert_eq!(code, 78, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,7 +242,9 @@ async fn generated_token_file_is_0444_and_accepted() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
     let port = free_port();
-    let mut cmd = command(moto_url());
+    // Over TLS to moto, the test CA trusted through SSL_CERT_FILE.
+    let mut cmd = command(&moto_tls().url);
+    cmd.env("SSL_CERT_FILE", &moto_tls().ca);
     cmd.env("SECRETS_AGENT_TOKEN_FILE", &path)
         .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
     let agent = Running::spawn(cmd);
@@ -476,6 +478,42 @@ async fn no_credentials_give_a_short_502_and_the_detail_in_the_log() {
     agent.wait_for_log("request failed");
     let log = agent.log.lock().unwrap().clone();
     assert!(log.contains("could not be sent"), "{log}");
+}
+
+#[tokio::test]
+async fn an_untrusted_aws_certificate_is_a_502_that_says_so_and_names_the_host() {
+    let port = free_port();
+    let tls = moto_tls();
+    // A bundle that does not hold the test CA (the test's own, not the CA's).
+    let other = std::env::temp_dir().join(unique("other-ca.pem"));
+    let debian = "/etc/ssl/certs/ca-certificates.crt";
+    std::fs::copy(debian, &other).unwrap_or_else(|e| panic!("{debian}: {e}"));
+    let mut cmd = command(&tls.url);
+    cmd.env("AWS_CA_BUNDLE", &other)
+        .env("AWS_TOKEN", TOKEN)
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    let r = get(
+        &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=any"),
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    let _ = std::fs::remove_file(&other);
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["__type"], "BadGatewayException");
+    let message = v["message"].as_str().unwrap();
+    let host = tls.url.trim_start_matches("https://");
+    assert!(
+        message.contains(&format!("the TLS certificate of {host} is not trusted")),
+        "{message}"
+    );
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(
+        message.contains(&format!("AWS_CA_BUNDLE {}", other.display())),
+        "{message}"
+    );
 }
 
 /// Issue 19: `credentials_file_path` (the AWS agent 2.1 / 3.x key, in the nested layout here).

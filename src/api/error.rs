@@ -97,7 +97,10 @@ impl ApiError {
             }
             ApiError::Backend(Error::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Backend(
-                Error::Unreachable { .. } | Error::Unusable { .. } | Error::NotSent { .. },
+                Error::Unreachable { .. }
+                | Error::Certificate { .. }
+                | Error::Unusable { .. }
+                | Error::NotSent { .. },
             ) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -116,7 +119,10 @@ impl ApiError {
             ApiError::Backend(Error::Service { code, .. }) => code,
             ApiError::Backend(Error::Timeout { .. }) => "GatewayTimeoutException",
             ApiError::Backend(
-                Error::Unreachable { .. } | Error::Unusable { .. } | Error::NotSent { .. },
+                Error::Unreachable { .. }
+                | Error::Certificate { .. }
+                | Error::Unusable { .. }
+                | Error::NotSent { .. },
             ) => "BadGatewayException",
         }
     }

@@ -14,6 +14,16 @@ pub(crate) fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    // A TLS handshake that refused the certificate (`tls` named the host).
+    if let SdkError::DispatchFailure(_) = &err {
+        if let Some(c) = super::tls::certificate_error(&err) {
+            return Error::Certificate {
+                operation,
+                host: c.host.clone(),
+                reason: c.reason.clone(),
+            };
+        }
+    }
     let unusable = |what: String| Error::Unusable {
         operation,
         id: id.to_string(),

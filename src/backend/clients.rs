@@ -144,25 +144,17 @@ pub(super) fn quick_retry() -> aws_config::retry::RetryConfig {
 }
 
 /// The HTTPS client every AWS call goes through: rustls with ring (smaller than aws-lc, and
-/// the agent needs no FIPS or post-quantum key exchange on a loopback-to-AWS hop).
+/// the agent needs no FIPS or post-quantum key exchange on a loopback-to-AWS hop), trusting the
+/// roots `tls` finds.
 ///
 /// Proxies come from `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case), as
 /// the SDK's own default client reads them: HTTPS through a CONNECT tunnel, HTTP in absolute
 /// form, credentials in the proxy URL sent as `Proxy-Authorization` and never logged. Only AWS
 /// calls use this client; the local listener and `exec`'s reads through the agent do not.
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
-    // `build_with_connector_fn` is how the SDK builds its default client with proxy support;
-    // `Builder::build_https` takes no proxy configuration.
-    Builder::new().build_with_connector_fn(|settings, components| {
-        let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ));
-        b.set_connector_settings(settings.cloned());
-        b.set_sleep_impl(components.and_then(|c| c.sleep_impl()));
-        b.set_proxy_config(Some(ProxyConfig::from_env()));
-        b.build()
-    })
+    // Trust roots (AWS_CA_BUNDLE, the system's, else built-in) and certificate errors that name
+    // the host: `tls`.
+    super::tls::client(super::tls::from_env())
 }
 
 /// Says at start which proxy AWS calls go through, by host and port only: the URL's

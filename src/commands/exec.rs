@@ -60,6 +60,10 @@ pub struct Args {
     /// Print which variables would be resolved from which ids (no values), then exit 0.
     #[arg(long)]
     pub dry_run: bool,
+    /// The region exec reads AWS in (over AWS_REGION and the config's `region`); COMMAND's
+    /// environment is left as it is. The webhook's aws-region annotation sets it.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Stay the parent of COMMAND and act when a referenced secret or parameter gets a new
     /// version: `restart` (with the new values) or `signal:SIG` (e.g. signal:HUP).
     #[arg(long, value_name = "restart|signal:SIG", value_parser = OnRotation::parse)]
@@ -214,7 +218,10 @@ struct Settings {
 }
 
 impl Settings {
-    fn new(args: &Args, config: Config, env: &Env) -> Result<Settings, String> {
+    fn new(args: &Args, mut config: Config, env: &Env) -> Result<Settings, String> {
+        if let Some(r) = &args.region {
+            config.region = Some(r.clone());
+        }
         let timeout = match (args.timeout, env.get(TIMEOUT_VAR)) {
             (Some(s), _) => s,
             (None, Some(v)) => v.trim().parse().map_err(|_| {

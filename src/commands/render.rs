@@ -20,7 +20,7 @@
 //! the reference and why, never a value.
 
 pub(crate) mod annotations;
-mod files;
+pub(crate) mod files;
 mod hooks;
 
 use std::collections::HashMap;
@@ -105,7 +105,7 @@ pub struct FileSpec {
 }
 
 impl FileSpec {
-    fn from_entry(entry: &FileEntry, origin: String) -> Result<FileSpec, String> {
+    pub(crate) fn from_entry(entry: &FileEntry, origin: String) -> Result<FileSpec, String> {
         let at = format!("{} ({origin})", entry.path.display());
         let template = match &entry.content {
             FileContent::Source(s) => match Template::parse(s) {
@@ -194,10 +194,6 @@ pub fn specs(args: &Args, config: &Config) -> Result<Vec<FileSpec>, Vec<String>>
             ));
             continue;
         };
-        if !path.starts_with('/') {
-            problems.push(format!("{flag} {value:?}: the path must be absolute"));
-            continue;
-        }
         let content = if flag == "--file" {
             FileContent::Source(what.to_string())
         } else {
@@ -236,6 +232,10 @@ pub fn specs(args: &Args, config: &Config) -> Result<Vec<FileSpec>, Vec<String>>
     let mut seen: HashMap<PathBuf, PathBuf> = HashMap::new();
     for (mut entry, origin) in entries {
         entry.allow_disk |= args.allow_disk;
+        if let Some(problem) = files::path_problem(&entry.path) {
+            problems.push(format!("{} ({origin}): {problem}", entry.path.display()));
+            continue;
+        }
         let target = on_disk(&entry.path);
         if let Some(first) = seen.get(&target) {
             problems.push(if *first == entry.path {
@@ -690,12 +690,14 @@ mod tests {
             "/c=awssm:",
             "/d=awssm:x",
             "/d=awssm:y",
+            "/dev/shm/t/app/../escaped=awssm:x",
         ]);
         a.mode = Some("999".into());
         let e = specs(&a, &Config::default()).unwrap_err().join("\n");
         for want in [
             "--mode: \"999\" is not a file mode",
-            "--file \"relative=awssm:x\": the path must be absolute",
+            "relative (--file): must be an absolute path",
+            "/dev/shm/t/app/../escaped (--file): must not contain '..'",
             "--file \"/a\": expected PATH=SOURCE",
             "/b (--file): the source holds no placeholder",
             "/c (--file): malformed placeholder",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -35,6 +35,10 @@ pub use mutate::{review, Mode, Outcome, Settings};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 /// The largest review read: a Pod is at most about 1.5 MiB in etcd.
 const MAX_BODY: usize = 4 << 20;
+/// A longer body is read and dropped up to this much (and this long), so its sender gets the
+/// 413; past it the connection is closed.
+const DRAIN_MAX: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -217,11 +221,73 @@ async fn handle(
     })
 }
 
+/// What the body of a review came to.
+enum Read {
+    Body(Bytes),
+    /// Longer than MAX_BODY: read to its end (up to DRAIN_MAX), kept nowhere.
+    TooLarge,
+    Failed(String),
+}
+
+/// Reads a review's body. One longer than MAX_BODY is still read (and dropped) to its end, up
+/// to DRAIN_MAX and DRAIN_TIME, so the client reads a 413 instead of a connection reset
+/// mid-upload.
+async fn read_body(body: Incoming) -> Read {
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => return Some(e.to_string()),
+            };
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= MAX_BODY {
+                    kept.extend_from_slice(&data);
+                } else if seen > DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(DRAIN_TIME, drain).await {
+        Ok(None) if seen <= MAX_BODY => Read::Body(Bytes::from(kept)),
+        Ok(None) | Err(_) if seen > MAX_BODY => Read::TooLarge,
+        Ok(Some(e)) => Read::Failed(e),
+        _ => Read::Failed(format!("the body did not arrive within {DRAIN_TIME:?}")),
+    }
+}
+
 async fn mutate(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = match declared {
+        // Not worth reading: the client learns it from the status.
+        Some(n) if n > DRAIN_MAX as u64 => Read::TooLarge,
+        _ => read_body(req.into_body()).await,
+    };
+    let body = match read {
+        Read::Body(b) => b,
+        Read::TooLarge => {
+            state
+                .metrics
+                .record("invalid", "none".into(), started.elapsed());
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the review is larger than {MAX_BODY} bytes (a Pod is at most about 1.5 MiB \
+                     in etcd); nothing was admitted\n"
+                ),
+            );
+        }
+        Read::Failed(e) => {
             state
                 .metrics
                 .record("invalid", "none".into(), started.elapsed());

@@ -33,15 +33,34 @@ pub const TOKEN: &str = "test-token-0123456789";
 
 struct Moto {
     url: String,
+    tls: MotoTls,
     _child: Child,
     _stdin: ChildStdin,
 }
 
-/// The moto server for this test binary, started on first use. It exits when this process
-/// does (its stdin closes).
-pub fn moto_url() -> &'static str {
+/// moto's HTTPS face: the same state as `moto_url()`, a certificate for 127.0.0.1 and
+/// localhost issued by a test CA (tests/support/tls_moto.py).
+pub struct MotoTls {
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    /// The test CA's PEM file, to trust as a user adds a corporate CA.
+    pub ca: std::path::PathBuf,
+}
+
+fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).url
+    MOTO.get_or_init(start_moto)
+}
+
+/// The moto server for this test binary (plain HTTP), started on first use. It exits when this
+/// process does (its stdin closes).
+pub fn moto_url() -> &'static str {
+    &moto().url
+}
+
+/// The same moto over TLS, as AWS is reached: for the tests of the real path.
+pub fn moto_tls() -> &'static MotoTls {
+    &moto().tls
 }
 
 fn python() -> String {
@@ -57,17 +76,30 @@ fn python() -> String {
 }
 
 fn start_moto() -> Moto {
-    let (child, stdin, port) = start_support_server("moto_server.py");
+    let (child, stdin, port, mut out) = start_support_server("moto_server.py");
+    // "TLS_PORT <n> <ca.pem>"
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read moto's TLS port");
+    let mut words = line.split_whitespace().skip(1);
+    let (Some(tls_port), Some(ca)) = (words.next(), words.next()) else {
+        panic!("moto_server.py did not print its TLS port: {line:?}");
+    };
     Moto {
         url: format!("http://127.0.0.1:{port}"),
+        tls: MotoTls {
+            url: format!("https://127.0.0.1:{tls_port}"),
+            ca: ca.into(),
+        },
         _child: child,
         _stdin: stdin,
     }
 }
 
 /// Starts a server script of tests/support that prints "PORT <n>" and runs until its stdin
-/// closes; returns it with its stdin and port.
-fn start_support_server(script: &str) -> (Child, ChildStdin, u16) {
+/// closes; returns it with its stdin, port and the rest of its output.
+fn start_support_server(
+    script: &str,
+) -> (Child, ChildStdin, u16, BufReader<std::process::ChildStdout>) {
     let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(python())
         .arg(&path)
@@ -79,15 +111,14 @@ fn start_support_server(script: &str) -> (Child, ChildStdin, u16) {
     let stdin = child.stdin.take().expect("server stdin");
     let stdout = child.stdout.take().expect("server stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the server's port");
+    let mut stdout = BufReader::new(stdout);
+    stdout.read_line(&mut line).expect("read the server's port");
     let port: u16 = line
         .trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{script} did not print its port: {line:?}"));
-    (child, stdin, port)
+    (child, stdin, port, stdout)
 }
 
 /// A forward HTTP proxy (tests/support/forward_proxy.py) that records what passes through it:
@@ -111,7 +142,7 @@ pub struct Proxied {
 
 impl ForwardProxy {
     pub fn start() -> ForwardProxy {
-        let (child, stdin, port) = start_support_server("forward_proxy.py");
+        let (child, stdin, port, _) = start_support_server("forward_proxy.py");
         ForwardProxy {
             port,
             child,
@@ -227,6 +258,15 @@ pub fn agent_command(endpoint: &str) -> std::process::Command {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The agent binary pointed at moto over TLS, trusting the test CA as a user trusts a corporate
+/// one: `SSL_CERT_FILE` (the system roots' setting) or `AWS_CA_BUNDLE` (the AWS SDKs').
+pub fn agent_command_tls(trust: &str) -> std::process::Command {
+    let tls = moto_tls();
+    let mut c = agent_command(&tls.url);
+    c.env(trust, &tls.ca);
     c
 }
 

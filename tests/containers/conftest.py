@@ -1,29 +1,38 @@
-"""The container tests' fixtures: one moto (with the shared secret) and one application image
-for the whole run."""
+"""The container tests' fixtures: one moto (with the shared secret) over plain HTTP and over
+TLS, and one application image for the whole run."""
 
 import shutil
+import sys
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from pods import IMAGE, RUN_ID, SECRET_ID, SECRET_VALUE, podman
+from pods import IMAGE, ROOT, RUN_ID, SECRET_ID, SECRET_VALUE, podman
+
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from tls_moto import Moto  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def moto():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+def moto_server(tmp_path_factory):
+    """moto with one state behind `url` (HTTP) and `tls_url` (HTTPS, certificate from the test
+    CA in `ca`)."""
+    server = Moto(tmp_path_factory.mktemp("moto-tls"))
     boto3.client(
         "secretsmanager",
-        endpoint_url=url,
+        endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     ).create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
-    yield url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(moto_server):
+    """moto's plain-HTTP URL, for the tests of something other than the path to AWS."""
+    return moto_server.url
 
 
 @pytest.fixture(scope="session")

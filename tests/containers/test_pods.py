@@ -49,8 +49,12 @@ def ecs_pod():
     podman("volume", "rm", "-f", volume, check=False)
 
 
-def test_ecs_task_shape(moto, app_image, ecs_pod):
+def test_ecs_task_shape(moto_server, app_image, ecs_pod, tmp_path):
     pod, volume = ecs_pod
+    # The agent reaches moto over TLS, the test CA given as a corporate one (AWS_CA_BUNDLE).
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    shutil.copy(moto_server.ca, ca / "ca.pem")
     task = json.loads((ROOT / "ecs/task-definition.json").read_text())
     containers = {c["name"]: c for c in task["containerDefinitions"]}
     agent, app = containers["secrets-agent"], containers["app"]
@@ -62,13 +66,14 @@ def test_ecs_task_shape(moto, app_image, ecs_pod):
     check = agent["healthCheck"]
     assert check["command"][0] == "CMD"
     agent_env = {e["name"]: e["value"] for e in agent["environment"]}
-    agent_env.update(aws_env(moto, port))
+    agent_env.update(aws_env(moto_server.tls_url, port))
+    agent_env["AWS_CA_BUNDLE"] = "/etc/test-ca/ca.pem"
     args = ["create", "--pod", pod, "--name", f"{pod}-agent", "--user", agent["user"]]
     if agent.get("readonlyRootFilesystem"):
         args.append("--read-only")
     for cap in agent["linuxParameters"]["capabilities"]["drop"]:
         args += ["--cap-drop", cap]
-    args += ["-v", f"{volume}:{mount['containerPath']}"]
+    args += ["-v", f"{volume}:{mount['containerPath']}", "-v", f"{ca}:/etc/test-ca:ro"]
     args += ["--health-cmd", json.dumps(check["command"][1:])]
     args += ["--stop-timeout", str(agent["stopTimeout"])]
     args += env_flags(agent_env)

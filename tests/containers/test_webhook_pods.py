@@ -30,33 +30,54 @@ def webhook(tmp_path_factory):
     w.stop()
 
 
-def webhook_patched(webhook, name, annotations, app):
+def webhook_patched(webhook, name, annotations, app, init=(), volumes=(), spec=None):
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "annotations": {"secrets-agent.io/inject": "true", **annotations}},
         "spec": {"containers": [app]},
     }
+    pod["spec"].update(spec or {})
+    if init:
+        pod["spec"]["initContainers"] = list(init)
+    if volumes:
+        pod["spec"]["volumes"] = list(volumes)
     response = send(webhook, admission_review(pod, uid=name))
     assert response["allowed"] is True and "patch" in response, response
     return patched(pod, response)
 
 
-def for_podman(pod, moto_url, app_image, podinfo, files_dir):
+# Where the pods find the test CA when a test gives it (as a user mounts a corporate CA).
+CA_DIR = "/etc/test-ca"
+
+
+def for_podman(pod, moto_url, app_image, podinfo, files_dir, ca=None):
     """The patched pod as podman 4 can play it here. Rewrites: native sidecars (init containers
     with restartPolicy Always, which podman runs to completion first) become regular
     containers, without their startup probe (podman 4 plays none); the memory emptyDir for files
     becomes a folder on /dev/shm (podman backs every emptyDir with disk, which render rightly
     refuses); the downward-API volume (podman 4 plays none) becomes a folder holding the
     annotations file as the kubelet writes it; images are local tags; every container gets
-    moto's settings and a free port; host networking, no restarts."""
+    moto's settings and a free port; host networking, no restarts; the pod's fsGroup becomes a
+    supplementary group, as the kubelet applies it. With `ca` (a folder holding
+    ca.pem), every container gets it mounted and AWS_CA_BUNDLE pointing at it."""
     annotations = pod["metadata"]["annotations"]
     (podinfo / "annotations").write_text(
         "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(annotations.items()))
     )
     spec = copy.deepcopy(pod["spec"])
+    # The kubelet gives every container the pod's fsGroup as a supplementary group; podman 4
+    # plays supplementalGroups but not fsGroup.
+    pod_security = spec.get("securityContext", {})
+    if "fsGroup" in pod_security:
+        pod_security.setdefault("supplementalGroups", []).append(pod_security.pop("fsGroup"))
     port = free_port()
     test_env = aws_env(moto_url, port)
+    if ca is not None:
+        test_env["AWS_CA_BUNDLE"] = f"{CA_DIR}/ca.pem"
+        spec.setdefault("volumes", []).append(
+            {"name": "test-ca", "hostPath": {"path": str(ca), "type": "Directory"}}
+        )
     init, sidecars = [], []
     for c in spec.get("initContainers", []):
         if c.pop("restartPolicy", None) == "Always":
@@ -76,6 +97,10 @@ def for_podman(pod, moto_url, app_image, podinfo, files_dir):
             for e in env
         ]
         c["env"] = env + [{"name": k, "value": v} for k, v in test_env.items()]
+        if ca is not None:
+            c.setdefault("volumeMounts", []).append(
+                {"name": "test-ca", "mountPath": CA_DIR, "readOnly": True}
+            )
     for v in spec["volumes"]:
         if v["name"] == "secrets-agent-files":
             assert v.pop("emptyDir")["medium"] == "Memory"
@@ -97,21 +122,75 @@ def folders(tmp_path):
     shutil.rmtree(files_dir, ignore_errors=True)
 
 
-def test_env_mode_resolves_the_placeholder_before_the_app_starts(
-    webhook, moto, app_image, folders, tmp_path
+@pytest.fixture
+def test_ca(moto_server, tmp_path):
+    """A folder holding only the test CA's certificate, to mount into the pods."""
+    folder = tmp_path / "ca"
+    folder.mkdir()
+    shutil.copy(moto_server.ca, folder / "ca.pem")
+    return folder
+
+
+def test_env_mode_resolves_the_placeholder_over_tls_in_an_image_without_a_ca_bundle(
+    webhook, moto_server, test_ca, app_image, folders, tmp_path
 ):
+    """The app image (busybox FROM scratch) has no CA bundle: `exec` verifies moto's TLS
+    certificate against the CA given as a user gives a corporate one (AWS_CA_BUNDLE). Without
+    it, the roots built into the binary are used, and the failure says it is the certificate,
+    of which host, and which roots."""
     app = {
         "name": "app",
         "image": "app",
-        "command": ["sh", "-c", 'echo "password=$DB_PASSWORD"'],
+        "command": ["sh", "-c", 'ls /etc/ssl 2>&1; echo "password=$DB_PASSWORD"'],
         "env": [{"name": "DB_PASSWORD", "value": f"awssm:{SECRET_ID}#password"}],
     }
     pod = webhook_patched(webhook, f"{RUN_ID}-wh-env", {"secrets-agent.io/mode": "env"}, app)
-    playable = for_podman(pod, moto, app_image, *folders)
+    playable = for_podman(pod, moto_server.tls_url, app_image, *folders, ca=test_ca)
     with played(playable, tmp_path, "the env-mode app") as (state, logs):
         assert state["ExitCode"] == 0, logs.stderr
-        assert logs.stdout == f"password={PASSWORD}\n"
+        assert logs.stdout == (
+            "ls: /etc/ssl: No such file or directory\n" f"password={PASSWORD}\n"
+        ), logs.stdout
         assert PASSWORD not in logs.stderr
+
+    playable = for_podman(pod, moto_server.tls_url, app_image, *folders)
+    with played(playable, tmp_path, "the env-mode app without the CA") as (state, logs):
+        assert state["ExitCode"] == 78, logs.stdout + logs.stderr
+        assert "password=" not in logs.stdout
+        host = moto_server.tls_url.removeprefix("https://")
+        assert f"the TLS certificate of {host} is not trusted" in logs.stderr, logs.stderr
+        assert "the Mozilla roots built into secrets-agent" in logs.stderr, logs.stderr
+
+
+def test_env_mode_wraps_the_pods_own_init_container(
+    webhook, moto, app_image, folders, tmp_path
+):
+    """Issue 30, item 3: a `migrate` init container with a placeholder sees the value; the app,
+    with none of its own, is left as it is (not wrapped)."""
+    migrate = {
+        "name": "migrate",
+        "image": "app",
+        "command": ["sh", "-c", 'echo "migrate saw $DB_PASSWORD" > /shared/migrate'],
+        "env": [{"name": "DB_PASSWORD", "value": f"awssm:{SECRET_ID}#password"}],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+    }
+    app = {
+        "name": "app",
+        "image": "app",
+        "command": ["sh", "-c", 'cat /shared/migrate; echo "app NOTE=$NOTE"'],
+        "env": [{"name": "NOTE", "value": "plain"}],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+    }
+    pod = webhook_patched(
+        webhook, f"{RUN_ID}-wh-init", {"secrets-agent.io/mode": "env"}, app,
+        init=[migrate], volumes=[{"name": "shared", "emptyDir": {}}],
+    )
+    assert pod["spec"]["containers"][0]["command"] == app["command"], "the app is not wrapped"
+    assert pod["spec"]["initContainers"][-1]["command"][1] == "exec"
+    playable = for_podman(pod, moto, app_image, *folders)
+    with played(playable, tmp_path, "the app after its wrapped init container") as (state, logs):
+        assert state["ExitCode"] == 0, logs.stderr
+        assert logs.stdout == f"migrate saw {PASSWORD}\napp NOTE=plain\n", logs.stdout
 
 
 def test_files_mode_renders_the_files_for_the_app(webhook, moto, app_image, folders, tmp_path):
@@ -135,6 +214,36 @@ def test_files_mode_renders_the_files_for_the_app(webhook, moto, app_image, fold
         assert state["ExitCode"] == 0, logs.stderr
         assert logs.stdout == f"400 db-password\n{PASSWORD}\n440 conf/user\nuser=app\n", logs.stdout
     assert (files_dir / "db-password").stat().st_uid == 65532
+
+
+def test_files_mode_with_fs_group_lets_a_container_of_another_uid_read(
+    webhook, moto, app_image, folders, tmp_path
+):
+    """Issue 30, item 5: render runs as the first container's uid (1000); with the pod's
+    fsGroup the file goes to that group, 0440, so the app running as 2000 reads it."""
+    podinfo, files_dir = folders
+    main = {
+        "name": "main", "image": "app", "command": ["sh", "-c", "cat /run/secrets/app/db"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+    }
+    app = {
+        "name": "app", "image": "app",
+        "command": ["sh", "-c", 'id -u; stat -c "%a %u %g" /run/secrets/app/db; cat /run/secrets/app/db'],
+        "securityContext": {"runAsUser": 2000, "runAsGroup": 2000},
+    }
+    annotations = {
+        "secrets-agent.io/mode": "files",
+        "secrets-agent.io/file.db": f"awssm:{SECRET_ID}#password",
+    }
+    pod = webhook_patched(
+        webhook, f"{RUN_ID}-wh-fsgroup", annotations, main,
+        spec={"securityContext": {"fsGroup": 3000}, "containers": [main, app]},
+    )
+    assert pod["metadata"]["annotations"]["secrets-agent.io/file.db.gid"] == "3000"
+    playable = for_podman(pod, moto, app_image, podinfo, files_dir)
+    with played(playable, tmp_path, "the app of another uid") as (state, logs):
+        assert state["ExitCode"] == 0, logs.stderr
+        assert logs.stdout == f"2000\n440 1000 3000\n{PASSWORD}", logs.stdout
 
 
 def test_sidecar_env_and_files_together(webhook, moto, app_image, folders, tmp_path):

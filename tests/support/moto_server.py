@@ -1,14 +1,19 @@
-"""Starts moto's server on 127.0.0.1 on a free port, prints "PORT <n>", and runs until its
-standard input closes (the test process that started it has exited)."""
+"""Starts moto on 127.0.0.1 on free ports, prints "PORT <n>" (plain HTTP), then
+"TLS_PORT <n> <ca.pem>" (HTTPS with a certificate of a test CA, tls_moto.py), and runs until its
+standard input closes (the test process that started it has exited). One state behind both."""
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
-from moto.server import ThreadedMotoServer
+sys.path.insert(0, str(Path(__file__).parent))
+from tls_moto import Moto  # noqa: E402
 
 # One access-log line per AWS call is noise in `make run` and in test output.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(f"PORT {server.get_host_and_port()[1]}", flush=True)
-sys.stdin.read()
-server.stop()
+with tempfile.TemporaryDirectory(prefix="moto-tls-") as folder:
+    server = Moto(Path(folder))
+    print(f"PORT {server.port}", flush=True)
+    print(f"TLS_PORT {server.tls_port} {server.ca}", flush=True)
+    sys.stdin.read()
+    server.stop()

@@ -9,6 +9,7 @@ it patches run against moto in tests/containers/test_webhook_pods.py.
 """
 
 import copy
+import json
 import socket
 import ssl
 import subprocess
@@ -69,10 +70,19 @@ def test_every_case_answers_as_expected_and_patched_pods_are_valid(webhook, tmp_
         )
         response = send(webhook, review)
         expect = case["expect"]
+        warnings = response.get("warnings", [])
+        # The API server may truncate a warning over 256 characters.
+        assert all(len(w) <= 256 for w in warnings), warnings
+        for want in case.get("warnings", []):
+            assert any(want in w for w in warnings), (case["name"], want, warnings)
+        if not case.get("warnings"):
+            assert warnings == [], (case["name"], warnings)
         if expect == "denied":
             assert response["allowed"] is False, case["name"]
             assert "patch" not in response
-            assert case["message"] in response["status"]["message"], response["status"]
+            messages = case["message"] if isinstance(case["message"], list) else [case["message"]]
+            for m in messages:
+                assert m in response["status"]["message"], (case["name"], response["status"])
             continue
         assert response["allowed"] is True, (case["name"], response)
         if expect == "unchanged":
@@ -102,13 +112,29 @@ def check_modes(case, before, after):
     ours = [n for n in init if n.startswith("secrets-agent")]
     # Ours come first, the pod's own init containers after them, unchanged.
     assert list(init)[: len(ours)] == ours
+    # Env mode wraps the containers that reach placeholders (`wrapped`, default all of them).
+    wrapped = set(case.get("wrapped", original_apps)) if "env" in modes else set()
+    head = ["/run/secrets-agent-bin/secrets-agent", "exec"]
+    if case["pod"]["metadata"]["annotations"].get("secrets-agent.io/ignore-missing-secrets") == "true":
+        head.append("--ignore-missing")
+    if "secrets-agent.io/on-rotation" in case["pod"]["metadata"]["annotations"]:
+        head.append("--on-rotation=" + case["pod"]["metadata"]["annotations"]["secrets-agent.io/on-rotation"])
+    if "secrets-agent.io/aws-region" in case["pod"]["metadata"]["annotations"]:
+        head.append("--region=" + case["pod"]["metadata"]["annotations"]["secrets-agent.io/aws-region"])
     for name, c in by_name(before["spec"].get("initContainers")).items():
-        # The pod's own init containers keep what they run and see what the app sees.
-        assert (init[name]["image"], init[name]["command"]) == (c["image"], c["command"])
+        # The pod's own init containers keep what they run (under exec when they reach
+        # placeholders) and see what the app sees.
+        command = head + ["--"] + c["command"] if name in wrapped else c["command"]
+        assert (init[name]["image"], init[name]["command"]) == (c["image"], command)
         mounts = by_name(init[name].get("volumeMounts"))
         assert ("secrets-agent-token" in mounts) == ("sidecar" in modes)
         assert ("secrets-agent-files" in mounts) == ("files" in modes)
+    for key, value in case.get("patched_annotations", {}).items():
+        assert after["metadata"]["annotations"].get(key) == value, (case["name"], key)
     for c in (init[n] for n in ours):
+        if "ours_run_as" in case:
+            sc = c["securityContext"]
+            assert [sc.get("runAsUser"), sc.get("runAsGroup")] == case["ours_run_as"], c["name"]
         assert c["image"] == IMAGE
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True
@@ -140,13 +166,17 @@ def check_modes(case, before, after):
             assert agent["securityContext"]["runAsUser"] == 1000
     else:
         assert "secrets-agent" not in init
-    if "env" in modes:
+    if wrapped:
         assert init["secrets-agent-install"]["command"][1:] == ["install", "/run/secrets-agent-bin"]
+    else:
+        assert "secrets-agent-install" not in init
+    if "env" in modes:
         for name, app in apps.items():
             original = original_apps[name]
-            head = ["/run/secrets-agent-bin/secrets-agent", "exec"]
-            if case["pod"]["metadata"]["annotations"].get("secrets-agent.io/ignore-missing-secrets") == "true":
-                head.append("--ignore-missing")
+            if name not in wrapped:
+                assert app.get("command") == original.get("command"), name
+                assert "secrets-agent-bin" not in by_name(app.get("volumeMounts")), name
+                continue
             assert app["command"] == head + ["--"] + original["command"], app["command"]
             assert app.get("args") == original.get("args")
             # How the environment is fed is left as it was: exec resolves what arrives.
@@ -197,6 +227,22 @@ def test_malformed_reviews_get_400_saying_what_is_wrong(webhook, body, says):
     status, text = webhook.post(body)
     assert status == 400
     assert says in text
+
+
+def test_an_oversized_review_gets_413_not_a_dropped_connection(webhook):
+    """Issue 30, item 9: a 5 MiB AdmissionReview (over the 4 MiB the webhook reads) is answered
+    413 with the reason, over the same TLS connection, which then still serves."""
+    pod = full_pod(CASES[0])
+    pod["metadata"]["annotations"]["filler"] = "x" * (5 << 20)
+    body = json.dumps(admission_review(pod)).encode()
+    c = webhook.connection()
+    c.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    text = r.read().decode()
+    assert r.status == 413, text
+    assert "larger than 4194304 bytes" in text
+    c.request("GET", "/healthz")
+    assert c.getresponse().read() == b"ok\n"
 
 
 def test_routes_and_metrics(webhook):

@@ -18,8 +18,9 @@
 //! ignored here; other prefixes are not ours.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use super::files::path_problem;
 use crate::config::{parse_file_mode, FileContent, FileEntry, DEFAULT_FILE_MODE};
 
 /// Our annotation prefix.
@@ -34,10 +35,7 @@ pub const DEFAULT_FILES_PATH: &str = "/run/secrets/app";
 /// The file entries in a downward-API annotations file, by name, or every problem found.
 pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
     let mut problems = Vec::new();
-    let mut groups: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
-    // `file.<name>` alone: the source, with a path in the files-path folder.
-    let mut short: BTreeMap<String, String> = BTreeMap::new();
-    let mut files_path = DEFAULT_FILES_PATH.to_string();
+    let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -46,11 +44,56 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
             problems.push(format!("line {}: not key=\"value\"", n + 1));
             continue;
         };
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        match unquote(quoted) {
+            Some(value) => pairs.push((key.to_string(), value)),
+            None => problems.push(format!(
+                "{key}: the value is not a Go-quoted string as the downward API writes it"
+            )),
+        }
+    }
+    match entries_from(pairs) {
+        Ok(found) if problems.is_empty() => Ok(found),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+}
+
+/// The file entries of a pod's annotations, as (key, value) pairs: what `entries` reads from
+/// the downward API's file, and what the webhook checks at admission, so a pod admitted is a
+/// pod whose files render.
+pub fn entries_from(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
+    let (out, problems) = entries_and_problems(pairs);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The entries that are sound, and the problems of the others (the webhook reports them all).
+pub fn entries_and_problems(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, FileEntry)>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut groups: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+    // `file.<name>` alone: the source, with a path in the files-path folder.
+    let mut short: BTreeMap<String, String> = BTreeMap::new();
+    let mut files_path = DEFAULT_FILES_PATH.to_string();
+    for (key, value) in pairs {
         if key.strip_prefix(PREFIX) == Some(FILES_PATH) {
-            match unquote(quoted) {
-                Some(p) if p.starts_with('/') => files_path = p.trim_end_matches('/').to_string(),
-                _ => problems.push(format!(
-                    "{key}: give an absolute folder, e.g. \"{DEFAULT_FILES_PATH}\""
+            match path_problem(Path::new(&value)) {
+                None if value.len() > 1 => files_path = value.trim_end_matches('/').to_string(),
+                problem => problems.push(format!(
+                    "{key} = {value:?}: {}; give an absolute folder such as \"{DEFAULT_FILES_PATH}\"",
+                    problem.unwrap_or("not a folder")
                 )),
             }
             continue;
@@ -58,16 +101,18 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
         let Some(rest) = key.strip_prefix(PREFIX).and_then(|k| k.strip_prefix(FILE)) else {
             continue;
         };
-        let (name, attribute) = rest.rsplit_once('.').unwrap_or((rest, ""));
+        let (name, attribute) = match rest.rsplit_once('.') {
+            Some((name, attribute)) => (name, attribute),
+            None => (rest, ""),
+        };
+        if !is_file_name(name) {
+            problems.push(format!(
+                "{key}: the file name {name:?} must be letters, digits, '-' or '_'"
+            ));
+            continue;
+        }
         if attribute.is_empty() {
-            match unquote(quoted) {
-                Some(value) => {
-                    short.insert(name.to_string(), value);
-                }
-                None => problems.push(format!(
-                    "{key}: the value is not a Go-quoted string as the downward API writes it"
-                )),
-            }
+            short.insert(name.to_string(), value);
             continue;
         }
         let Some(attribute) = ATTRIBUTES.iter().find(|a| **a == attribute) else {
@@ -77,23 +122,10 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
             ));
             continue;
         };
-        if !is_file_name(name) {
-            problems.push(format!(
-                "{key}: the file name {name:?} must be letters, digits, '-' or '_'"
-            ));
-            continue;
-        }
-        match unquote(quoted) {
-            Some(value) => {
-                groups
-                    .entry(name.to_string())
-                    .or_default()
-                    .insert(attribute, value);
-            }
-            None => problems.push(format!(
-                "{key}: the value is not a Go-quoted string as the downward API writes it"
-            )),
-        }
+        groups
+            .entry(name.to_string())
+            .or_default()
+            .insert(attribute, value);
     }
     for (name, source) in short {
         let attrs = groups.entry(name.clone()).or_default();
@@ -111,10 +143,10 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
     for (name, attrs) in groups {
         let at = format!("{PREFIX}{FILE}{name}");
         let before = problems.len();
-        let path = match attrs.get("path") {
-            Some(p) if p.starts_with('/') => Some(PathBuf::from(p)),
-            Some(p) => {
-                problems.push(format!("{at}.path = {p:?}: must be an absolute path"));
+        let path = match attrs.get("path").map(|p| (p, path_problem(Path::new(p)))) {
+            Some((p, None)) => Some(PathBuf::from(p)),
+            Some((p, Some(problem))) => {
+                problems.push(format!("{at}.path = {p:?}: {problem}"));
                 None
             }
             None => {
@@ -168,11 +200,7 @@ pub fn entries(text: &str) -> Result<Vec<(String, FileEntry)>, Vec<String>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
 /// A file's `<name>` in the keys: letters, digits, `-` and `_`.
@@ -316,6 +344,8 @@ secrets-agent.io/file.c.source="awssm:x"
 secrets-agent.io/file.c.mode="rw"
 secrets-agent.io/file.c.owner="me"
 secrets-agent.io/file.d.path=unquoted
+secrets-agent.io/file.e.path="/run/secrets/app/../../secrets-agent/token"
+secrets-agent.io/file.e.source="awssm:x"
 "#;
         let e = entries(text).unwrap_err().join("\n");
         for want in [
@@ -324,6 +354,7 @@ secrets-agent.io/file.d.path=unquoted
             "file.c.mode: \"rw\" is not a file mode",
             "file.c.owner: unknown attribute \"owner\"",
             "file.d.path: the value is not a Go-quoted string",
+            "file.e.path = \"/run/secrets/app/../../secrets-agent/token\": must not contain '..'",
         ] {
             assert!(e.contains(want), "{want} in {e}");
         }

@@ -16,6 +16,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Filesystems that keep data in memory only.
 pub const MEMORY_FILESYSTEMS: [&str; 2] = ["tmpfs", "ramfs"];
 
+/// What is wrong with a target path, if anything: it must be absolute, and no `..` may take it
+/// out of the folder it names (`/run/secrets/app/../../secrets-agent/token`).
+pub fn path_problem(path: &Path) -> Option<&'static str> {
+    if !path.is_absolute() {
+        Some("must be an absolute path")
+    } else if path.components().any(|c| c == Component::ParentDir) {
+        Some("must not contain '..' (the file would leave its folder)")
+    } else {
+        None
+    }
+}
+
 /// Where and how one file is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -190,16 +202,18 @@ impl Staged {
         Ok(())
     }
 
-    /// Creates the missing directories one level at a time, 0700, owned like the file (so an
-    /// application running as that uid can reach it).
+    /// Creates the missing directories one level at a time, 0700 (0750 for a group-readable
+    /// file, 0755 for a world-readable one), owned like the file (so an application running
+    /// as that uid, or in that group, can reach it).
     fn create_dirs(&mut self, dir: &Path, target: &Target) -> Result<(), WriteError> {
         let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
         for d in missing.into_iter().rev() {
             if d.components().next_back() == Some(Component::RootDir) {
                 continue;
             }
+            let reach = (target.mode & 0o044) | ((target.mode & 0o044) >> 2);
             DirBuilder::new()
-                .mode(0o700)
+                .mode(0o700 | reach)
                 .create(d)
                 .map_err(io(d, "cannot create the directory"))?;
             self.created_dirs.push(d.to_path_buf());
@@ -353,6 +367,20 @@ mod tests {
         assert_eq!(std::fs::read(&t.path).unwrap(), b"new");
         let left: Vec<_> = std::fs::read_dir(d.join("a/b")).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporaries left");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn directories_let_the_group_reach_a_group_readable_file() {
+        let d = scratch("group");
+        let t = Target {
+            mode: 0o440,
+            ..target(d.join("a/secret"))
+        };
+        Staged::write([(&t, &b"v"[..])]).unwrap().commit().unwrap();
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(d.join("a")), 0o750);
+        assert_eq!(mode(d.join("a/secret")), 0o440);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -10,23 +10,31 @@
 //! inject                  "true" to mutate; "skip" or "false" (or none) leaves the pod alone
 //! mode                    sidecar | env | files, or a comma list (default sidecar)
 //! ignore-missing-secrets  "true": env mode runs `exec --ignore-missing`
-//! aws-region              AWS_REGION for what we add (and, in env mode, the app's `exec`)
+//! aws-region              AWS_REGION for what we add, and `exec --region` in env mode
 //! image                   the image of what we add (default: the webhook's --image)
 //! files-path              where files mode mounts the files (default /run/secrets/app)
 //! file.<name>             files mode: a source written to <files-path>/<name>
 //! file.<name>.{path,source,mode,uid,gid}   files mode: render's long form
 //! env-probes              "true": env mode also wraps the app containers' exec probes
+//! on-rotation             env mode: `exec --on-rotation` (restart | signal:SIG)
 //! sidecar-cpu-request, sidecar-memory-request, sidecar-cpu-limit, sidecar-memory-limit
+//! run-as-user, run-as-group   who runs what we add (and owns the files)
 //! status                  set by the webhook: "injected"
 //! ```
+
+mod asked;
+mod env;
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::commands::render::annotations::{is_file_name, ATTRIBUTES, DEFAULT_FILES_PATH, PREFIX};
+use crate::commands::render::annotations::PREFIX;
+use asked::Asked;
 
 const STATUS_INJECTED: &str = "injected";
+/// The seeds' webhook's injection key (kube-secrets-init), accepted as ours with env mode.
+const LEGACY_INJECT: &str = "secretsinit.io/inject";
 
 /// Inside the pod: volumes and where they are mounted.
 const TOKEN_VOLUME: &str = "secrets-agent-token";
@@ -160,8 +168,12 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<(Value, Outcome), Stri
         .and_then(Value::as_str)
         .ok_or("request.uid is missing or not a string")?;
 
-    let (outcome, patch) = decide(request, settings);
+    let (outcome, patch, warnings) = decide(request, settings);
     let mut response = json!({ "uid": uid, "allowed": !matches!(outcome, Outcome::Denied(_)) });
+    if !warnings.is_empty() {
+        // Shown by kubectl; the API server keeps warnings short, so each is one sentence or two.
+        response["warnings"] = json!(warnings);
+    }
     match (&outcome, patch) {
         (Outcome::Denied(message), _) => {
             response["status"] = json!({ "code": 400, "reason": "BadRequest", "message": message });
@@ -184,7 +196,7 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<(Value, Outcome), Stri
 fn decide(
     request: &Map<String, Value>,
     settings: &Settings,
-) -> (Outcome, Option<json_patch::Patch>) {
+) -> (Outcome, Option<json_patch::Patch>, Vec<String>) {
     let is_pod = request.get("kind").is_some_and(|k| {
         k.get("group")
             .and_then(Value::as_str)
@@ -193,26 +205,53 @@ fn decide(
             && k.get("kind").and_then(Value::as_str) == Some("Pod")
     });
     if !is_pod {
-        return (Outcome::Unchanged("not a Pod"), None);
+        return (Outcome::Unchanged("not a Pod"), None, vec![]);
     }
     if request.get("operation").and_then(Value::as_str) != Some("CREATE") {
-        return (Outcome::Unchanged("not a CREATE"), None);
+        return (Outcome::Unchanged("not a CREATE"), None, vec![]);
     }
     let namespace = request.get("namespace").and_then(Value::as_str);
     if namespace.is_some() && namespace == settings.namespace.as_deref() {
-        return (Outcome::Unchanged("the webhook's own namespace"), None);
+        return (
+            Outcome::Unchanged("the webhook's own namespace"),
+            None,
+            vec![],
+        );
     }
     let Some(pod) = request.get("object").filter(|o| o.is_object()) else {
         return (
             Outcome::Denied("the review's request.object is not a Pod object".into()),
             None,
+            vec![],
         );
     };
-    let annotations = pod
+    let mut annotations = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    let mut warnings = Vec::new();
+    // The seeds' webhook's key, read as ours with env mode (what it did), with a warning.
+    if let Some(legacy) = annotations.get(LEGACY_INJECT).cloned() {
+        let ours = format!("{PREFIX}inject");
+        if annotations.contains_key(&ours) {
+            warnings.push(format!(
+                "{LEGACY_INJECT} is ignored: {ours} is set; remove {LEGACY_INJECT}"
+            ));
+        } else {
+            let mode = format!("{PREFIX}mode");
+            warnings.push(format!(
+                "{LEGACY_INJECT} is read as {ours}{}; rename it to {ours}",
+                if annotations.contains_key(&mode) {
+                    String::new()
+                } else {
+                    annotations.insert(mode.clone(), json!("env"));
+                    format!(" with {mode}: env")
+                }
+            ));
+            annotations.insert(ours, legacy);
+        }
+    }
     let ours = |key: &str| {
         annotations
             .get(&format!("{PREFIX}{key}"))
@@ -220,238 +259,67 @@ fn decide(
     };
     match ours("inject") {
         Some("true") => {}
-        None | Some("skip") | Some("false") => return (Outcome::Unchanged("not asked"), None),
+        None | Some("skip") | Some("false") => {
+            let why = format!("the pod has no {PREFIX}inject: \"true\"");
+            warnings.extend(env::unresolved(pod, &why));
+            return (Outcome::Unchanged("not asked"), None, warnings);
+        }
         Some(other) => {
             return (
                 Outcome::Denied(format!(
                     "annotation {PREFIX}inject = {other:?}: use \"true\" to inject or \"skip\""
                 )),
                 None,
+                warnings,
             )
         }
     }
     if ours("status") == Some(STATUS_INJECTED) {
-        return (Outcome::Unchanged("injected already"), None);
+        return (Outcome::Unchanged("injected already"), None, warnings);
     }
-    let asked = match Asked::from_annotations(&annotations, settings) {
-        Ok(a) => a,
-        Err(problems) => {
-            return (
-                Outcome::Denied(format!(
-                    "secrets-agent cannot inject this pod: {}",
-                    problems.join("; ")
-                )),
-                None,
-            )
-        }
-    };
-    let mut mutated = pod.clone();
-    if let Err(problems) = asked.apply(&mut mutated, settings) {
-        return (
+    let denied = |problems: Vec<String>, warnings| {
+        (
             Outcome::Denied(format!(
                 "secrets-agent cannot inject this pod: {}",
                 problems.join("; ")
             )),
             None,
-        );
+            warnings,
+        )
+    };
+    let asked = match Asked::from_annotations(&annotations, settings) {
+        Ok(a) => a,
+        Err(problems) => return denied(problems, warnings),
+    };
+    if !asked.modes.contains(&Mode::Env) {
+        let modes: Vec<_> = asked.modes.iter().map(|m| m.name()).collect();
+        let why = format!("{PREFIX}mode is {}, without env", modes.join(","));
+        warnings.extend(env::unresolved(pod, &why));
+    }
+    let mut mutated = pod.clone();
+    if let Some(a) = mutated
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        // What the legacy key stood for is written as ours: a second review sees it.
+        for (k, v) in &annotations {
+            if k.starts_with(PREFIX) {
+                a.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    match asked.apply(&mut mutated, settings) {
+        Ok(more) => warnings.extend(more),
+        Err(problems) => return denied(problems, warnings),
     }
     let patch = json_patch::diff(pod, &mutated);
-    (Outcome::Mutated(asked.modes.clone()), Some(patch))
+    (Outcome::Mutated(asked.modes.clone()), Some(patch), warnings)
 }
-
-/// What a pod's annotations ask for, checked.
-#[derive(Debug)]
-struct Asked {
-    modes: BTreeSet<Mode>,
-    ignore_missing: bool,
-    region: Option<String>,
-    image: String,
-    files_path: String,
-    env_probes: bool,
-    resources: Value,
-    /// `file.<name>.uid` / `.gid` annotations: (key, "uid"|"gid", value).
-    owners: Vec<(String, &'static str, u64)>,
-}
-
-const KEYS: [&str; 13] = [
-    "inject",
-    "mode",
-    "ignore-missing-secrets",
-    "aws-region",
-    "image",
-    "files-path",
-    "env-probes",
-    "sidecar-cpu-request",
-    "sidecar-memory-request",
-    "sidecar-cpu-limit",
-    "sidecar-memory-limit",
-    "status",
-    "file.",
-];
 
 impl Asked {
-    fn from_annotations(
-        annotations: &Map<String, Value>,
-        settings: &Settings,
-    ) -> Result<Asked, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut unknown = Vec::new();
-        let mut files = BTreeSet::new();
-        let mut long_paths = Vec::new();
-        let mut owners = Vec::new();
-        for (key, value) in annotations {
-            let Some(k) = key.strip_prefix(PREFIX) else {
-                continue;
-            };
-            if let Some(rest) = k.strip_prefix("file.") {
-                let (name, attribute) = rest.split_once('.').unwrap_or((rest, ""));
-                if !is_file_name(name) {
-                    problems.push(format!(
-                        "{key}: the file name {name:?} must be letters, digits, '-' or '_'"
-                    ));
-                } else if attribute.is_empty() || ATTRIBUTES.contains(&attribute) {
-                    files.insert(name.to_string());
-                    if attribute == "uid" || attribute == "gid" {
-                        match value.as_str().and_then(|v| v.trim().parse::<u64>().ok()) {
-                            Some(n) => owners.push((
-                                key.clone(),
-                                if attribute == "uid" { "uid" } else { "gid" },
-                                n,
-                            )),
-                            None => problems.push(format!("{key}: must be a numeric id")),
-                        }
-                    }
-                    if attribute == "path" {
-                        long_paths.push((key.clone(), value.as_str().unwrap_or("").to_string()));
-                    }
-                } else {
-                    unknown.push(key.clone());
-                }
-            } else if !KEYS.contains(&k) {
-                unknown.push(key.clone());
-            }
-        }
-        if !unknown.is_empty() {
-            problems.push(format!(
-                "unknown annotation{} {}; known keys under {PREFIX}: {}, file.<name>[.{}]",
-                if unknown.len() > 1 { "s" } else { "" },
-                unknown.join(", "),
-                KEYS[..KEYS.len() - 1].join(", "),
-                ATTRIBUTES.join("|"),
-            ));
-        }
-        let get = |k: &str| {
-            annotations
-                .get(&format!("{PREFIX}{k}"))
-                .map(|v| v.as_str().unwrap_or("").trim().to_string())
-        };
-        let mut modes = BTreeSet::new();
-        for m in get("mode").unwrap_or_else(|| "sidecar".into()).split(',') {
-            match Mode::parse(m.trim()) {
-                Some(m) => {
-                    modes.insert(m);
-                }
-                None => problems.push(format!(
-                    "{PREFIX}mode: {:?} is not a mode; use sidecar, env, files or a comma list",
-                    m.trim()
-                )),
-            }
-        }
-        let mut flag = |k: &str| match get(k).as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                problems.push(format!(
-                    "{PREFIX}{k} = {other:?}: use \"true\" or \"false\""
-                ));
-                false
-            }
-        };
-        let ignore_missing = flag("ignore-missing-secrets");
-        let env_probes = flag("env-probes");
-        let region = get("aws-region");
-        if let Some(r) = &region {
-            if r.is_empty()
-                || !r
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                problems.push(format!(
-                    "{PREFIX}aws-region = {r:?}: give a region name such as us-east-1"
-                ));
-            }
-        }
-        let image = get("image").unwrap_or_else(|| settings.image.clone());
-        if image.is_empty() || image.contains(char::is_whitespace) {
-            problems.push(format!(
-                "{PREFIX}image = {image:?}: give an image reference"
-            ));
-        }
-        let files_path = get("files-path").unwrap_or_else(|| DEFAULT_FILES_PATH.into());
-        if !files_path.starts_with('/') || files_path.len() < 2 || files_path.contains("..") {
-            problems.push(format!(
-                "{PREFIX}files-path = {files_path:?}: give an absolute directory such as {DEFAULT_FILES_PATH}"
-            ));
-        }
-        if modes.contains(&Mode::Files) {
-            if files.is_empty() {
-                problems.push(format!(
-                    "mode files needs at least one {PREFIX}file.<name> annotation \
-                     (e.g. {PREFIX}file.db-password: \"awssm:myapp/db#password\")"
-                ));
-            }
-            let dir = format!("{}/", files_path.trim_end_matches('/'));
-            for (key, path) in long_paths {
-                if !path.starts_with(&dir) {
-                    problems.push(format!(
-                        "{key} = {path:?} is outside {PREFIX}files-path ({files_path}), the \
-                         only memory volume the files are written to; put it under {dir}"
-                    ));
-                }
-            }
-        } else if !files.is_empty() {
-            problems.push(format!(
-                "{PREFIX}file.* annotations are only used by mode files; add files to {PREFIX}mode"
-            ));
-        }
-        let mut resources = json!({
-            "requests": { "cpu": "10m", "memory": "32Mi" },
-            "limits": { "memory": "48Mi" },
-        });
-        for (key, section, resource) in [
-            ("sidecar-cpu-request", "requests", "cpu"),
-            ("sidecar-memory-request", "requests", "memory"),
-            ("sidecar-cpu-limit", "limits", "cpu"),
-            ("sidecar-memory-limit", "limits", "memory"),
-        ] {
-            if let Some(q) = get(key) {
-                if is_quantity(&q) {
-                    resources[section][resource] = json!(q);
-                } else {
-                    problems.push(format!(
-                        "{PREFIX}{key} = {q:?}: give a Kubernetes quantity such as 64Mi or 100m"
-                    ));
-                }
-            }
-        }
-        if problems.is_empty() {
-            Ok(Asked {
-                modes,
-                ignore_missing,
-                region,
-                image,
-                files_path: files_path.trim_end_matches('/').to_string(),
-                env_probes,
-                resources,
-                owners,
-            })
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// Changes `pod` as asked, or says which container cannot be changed and why.
-    fn apply(&self, pod: &mut Value, settings: &Settings) -> Result<(), Vec<String>> {
+    /// Changes `pod` as asked, or says which container cannot be changed and why. Ok holds the
+    /// warnings for the answer.
+    fn apply(&self, pod: &mut Value, settings: &Settings) -> Result<Vec<String>, Vec<String>> {
         let sidecar = self.modes.contains(&Mode::Sidecar);
         let env = self.modes.contains(&Mode::Env);
         let files = self.modes.contains(&Mode::Files);
@@ -462,8 +330,9 @@ impl Asked {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        // The application's user (its first container's, else the pod's) runs what we add, so
-        // the files belong to it; root never does (our containers run as non-root).
+        // The run-as-user/-group annotations, else the application's user (its first
+        // container's, else the pod's) run what we add, so the files belong to it; root never
+        // does (our containers run as non-root).
         let user_of = |pointer: &str| {
             app_containers
                 .first()
@@ -472,26 +341,31 @@ impl Asked {
                 .and_then(Value::as_u64)
                 .filter(|u| *u != 0)
         };
-        let pod_user = user_of("/securityContext/runAsUser");
-        let pod_group = user_of("/securityContext/runAsGroup");
+        let pod_user = self
+            .run_as
+            .0
+            .or_else(|| user_of("/securityContext/runAsUser"));
+        let pod_group = self
+            .run_as
+            .1
+            .or_else(|| user_of("/securityContext/runAsGroup"));
+        // Every container of the pod runs with the pod's fsGroup as a supplementary group:
+        // render may give files that group, and they default to it (mode 0440), so containers
+        // with other uids read them.
+        let fs_group = pod
+            .pointer("/spec/securityContext/fsGroup")
+            .and_then(Value::as_u64);
         let mut problems = Vec::new();
-        if env {
-            for c in &app_containers {
-                let has_command = c
-                    .get("command")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
-                if !has_command {
-                    let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
-                    problems.push(format!(
-                        "container {name:?} has no command, and env mode must start the \
-                         image's entrypoint under `secrets-agent exec`; the webhook does not \
-                         read images from registries, so set the container's command (and \
-                         args) to the image's ENTRYPOINT (and CMD)"
-                    ));
-                }
-            }
-        }
+        // Env mode wraps only the containers (the pod's own init containers too) that reach
+        // placeholders.
+        let plan = if env {
+            env::plan(pod, &format!("{PREFIX}mode"))
+        } else {
+            env::Plan::default()
+        };
+        problems.extend(plan.problems);
+        let warnings = plan.warnings;
+        let wrap = plan.wrap;
         if files {
             for c in &app_containers {
                 let clash = c
@@ -517,18 +391,22 @@ impl Asked {
         }
         if files {
             // Render runs without CHOWN (all capabilities dropped): it can only give files to
-            // the user it runs as.
-            for (key, want, runs_as) in self
-                .owners
-                .iter()
-                .map(|(k, attr, v)| (k, v, if *attr == "uid" { pod_user } else { pod_group }))
-            {
-                if Some(*want) != runs_as.or(Some(IMAGE_USER)) {
+            // the user it runs as, and to its groups (its own and the pod's fsGroup).
+            for (key, attr, want) in &self.owners {
+                let runs_as = if *attr == "uid" { pod_user } else { pod_group };
+                let group_ok = *attr == "gid" && fs_group == Some(*want);
+                if Some(*want) != runs_as.or(Some(IMAGE_USER)) && !group_ok {
                     problems.push(format!(
                         "{key} = {want}: the files are written by a container running as {} \
-                         without the CHOWN capability, so they can only belong to it; remove \
-                         the annotation, or run the pod's containers as {want}",
-                        runs_as.unwrap_or(IMAGE_USER)
+                         without the CHOWN capability, so they can only belong to it{}; remove \
+                         the annotation, or set {PREFIX}run-as-{} to {want}",
+                        runs_as.unwrap_or(IMAGE_USER),
+                        if *attr == "gid" {
+                            " (or to the pod's fsGroup)"
+                        } else {
+                            ""
+                        },
+                        if *attr == "uid" { "user" } else { "group" },
                     ));
                 }
             }
@@ -602,7 +480,7 @@ impl Asked {
         };
         let small = json!({ "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "32Mi" } });
 
-        if env {
+        if !wrap.is_empty() {
             volumes.push(memory_volume(BIN_VOLUME, "32Mi"));
             ours.push(json!({
                 "name": INSTALL,
@@ -744,7 +622,7 @@ impl Asked {
         all_volumes.extend(volumes);
         spec.insert("volumes".into(), Value::Array(all_volumes));
         // Ours first, and the pod's own init containers see the agent and the files as its
-        // containers do (their commands stay as they are).
+        // containers do; in env mode those that reach placeholders are wrapped as they are.
         let mut own_init = list(spec, "initContainers");
         let mut containers = list(spec, "containers");
         for c in own_init.iter_mut().chain(containers.iter_mut()) {
@@ -758,46 +636,22 @@ impl Asked {
                 push_mount(c, FILES_VOLUME, &self.files_path);
             }
         }
+        for (init, list) in [(true, &mut own_init), (false, &mut containers)] {
+            for c in list.iter_mut().filter_map(Value::as_object_mut) {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+                let place = env::Place {
+                    init,
+                    name: name.to_string(),
+                };
+                if wrap.contains(&place) {
+                    self.wrap(c);
+                }
+            }
+        }
         let mut init = ours;
         init.extend(own_init);
         spec.insert("initContainers".into(), Value::Array(init));
 
-        for c in &mut containers {
-            let Some(c) = c.as_object_mut() else { continue };
-            if env {
-                push_mount(c, BIN_VOLUME, BIN_DIR);
-                if let Some(r) = &self.region {
-                    if !c.get("env").and_then(Value::as_array).is_some_and(|e| {
-                        e.iter()
-                            .any(|v| v.get("name").and_then(Value::as_str) == Some("AWS_REGION"))
-                    }) {
-                        push_env(c, "AWS_REGION", r);
-                    }
-                }
-                let command = c
-                    .get("command")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                c.insert("command".into(), Value::Array(self.wrapped(&command)));
-                if self.env_probes {
-                    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-                        let exec = c
-                            .get_mut(probe)
-                            .and_then(|p| p.get_mut("exec"))
-                            .and_then(Value::as_object_mut);
-                        if let Some(exec) = exec {
-                            let command = exec
-                                .get("command")
-                                .and_then(Value::as_array)
-                                .cloned()
-                                .unwrap_or_default();
-                            exec.insert("command".into(), Value::Array(self.wrapped(&command)));
-                        }
-                    }
-                }
-            }
-        }
         spec.insert("containers".into(), Value::Array(containers));
 
         let metadata = pod
@@ -808,9 +662,47 @@ impl Asked {
             let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
                 a.insert(format!("{PREFIX}status"), json!(STATUS_INJECTED));
+                // With an fsGroup, files without their own mode and gid go to that group,
+                // readable (render reads these through the downward API).
+                for (origin, mode, gid) in self.files.iter().filter(|_| files) {
+                    if let (Some(g), false) = (fs_group, *gid) {
+                        a.insert(format!("{origin}.gid"), json!(g.to_string()));
+                        if !mode {
+                            a.insert(format!("{origin}.mode"), json!("0440"));
+                        }
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(warnings)
+    }
+
+    /// Runs a container's command, and with `env-probes` its exec probes, under `exec` from
+    /// the binary's memory volume.
+    fn wrap(&self, c: &mut Map<String, Value>) {
+        push_mount(c, BIN_VOLUME, BIN_DIR);
+        let command = c
+            .get("command")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        c.insert("command".into(), Value::Array(self.wrapped(&command)));
+        if self.env_probes {
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let exec = c
+                    .get_mut(probe)
+                    .and_then(|p| p.get_mut("exec"))
+                    .and_then(Value::as_object_mut);
+                if let Some(exec) = exec {
+                    let command = exec
+                        .get("command")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    exec.insert("command".into(), Value::Array(self.wrapped(&command)));
+                }
+            }
+        }
     }
 
     /// `command` run under `secrets-agent exec` from the binary's memory volume.
@@ -818,6 +710,13 @@ impl Asked {
         let mut out = vec![json!(format!("{BIN_DIR}/secrets-agent")), json!("exec")];
         if self.ignore_missing {
             out.push(json!("--ignore-missing"));
+        }
+        if let Some(r) = &self.on_rotation {
+            out.push(json!(format!("--on-rotation={r}")));
+        }
+        // The region exec reads AWS in, whatever AWS_REGION the app has (that stays the app's).
+        if let Some(r) = &self.region {
+            out.push(json!(format!("--region={r}")));
         }
         out.push(json!("--"));
         out.extend(command.iter().cloned());
@@ -848,150 +747,5 @@ fn push_mount(container: &mut Map<String, Value>, volume: &str, path: &str) {
     }
 }
 
-/// A Kubernetes quantity, roughly: digits with an optional fraction and suffix (the API server
-/// checks the rest).
-fn is_quantity(q: &str) -> bool {
-    let digits = q.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let suffix = &q[digits.len()..];
-    !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> Settings {
-        Settings {
-            image: "secrets-agent:test".into(),
-            binary: "/usr/local/bin/secrets-agent".into(),
-            namespace: Some("secrets-agent".into()),
-        }
-    }
-
-    fn review_of(annotations: Value, containers: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u-1",
-                "kind": { "group": "", "version": "v1", "kind": "Pod" },
-                "operation": "CREATE",
-                "namespace": "default",
-                "object": {
-                    "apiVersion": "v1", "kind": "Pod",
-                    "metadata": { "name": "p", "annotations": annotations },
-                    "spec": { "containers": containers },
-                },
-            },
-        }))
-        .unwrap()
-    }
-
-    fn app() -> Value {
-        json!([{ "name": "app", "image": "app:1", "command": ["/app"], "args": ["--serve"] }])
-    }
-
-    #[test]
-    fn unknown_keys_are_denied_by_name() {
-        let body = review_of(
-            json!({ "secrets-agent.io/inject": "true", "secrets-agent.io/moed": "env" }),
-            app(),
-        );
-        let (answer, outcome) = review(&body, &settings()).unwrap();
-        assert_eq!(answer["response"]["allowed"], json!(false));
-        let Outcome::Denied(m) = outcome else {
-            panic!()
-        };
-        assert!(m.contains("secrets-agent.io/moed"), "{m}");
-    }
-
-    #[test]
-    fn env_mode_wraps_the_command_and_keeps_args() {
-        let body = review_of(
-            json!({ "secrets-agent.io/inject": "true", "secrets-agent.io/mode": "env",
-                    "secrets-agent.io/ignore-missing-secrets": "true" }),
-            app(),
-        );
-        let (answer, outcome) = review(&body, &settings()).unwrap();
-        assert_eq!(outcome, Outcome::Mutated([Mode::Env].into()));
-        let patch = aws_smithy_types::base64::decode(answer["response"]["patch"].as_str().unwrap())
-            .unwrap();
-        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-        let mut pod: Value =
-            serde_json::from_slice::<Value>(&body).unwrap()["request"]["object"].clone();
-        json_patch::patch(&mut pod, &patch).unwrap();
-        assert_eq!(
-            pod["spec"]["containers"][0]["command"],
-            json!([
-                "/run/secrets-agent-bin/secrets-agent",
-                "exec",
-                "--ignore-missing",
-                "--",
-                "/app"
-            ])
-        );
-        assert_eq!(pod["spec"]["containers"][0]["args"], json!(["--serve"]));
-        assert_eq!(pod["spec"]["initContainers"][0]["name"], json!(INSTALL));
-    }
-
-    #[test]
-    fn a_container_without_command_is_denied_in_env_mode() {
-        let body = review_of(
-            json!({ "secrets-agent.io/inject": "true", "secrets-agent.io/mode": "env" }),
-            json!([{ "name": "web", "image": "nginx" }]),
-        );
-        let (_, outcome) = review(&body, &settings()).unwrap();
-        let Outcome::Denied(m) = outcome else {
-            panic!()
-        };
-        assert!(
-            m.contains("\"web\"") && m.contains("set the container's command"),
-            "{m}"
-        );
-    }
-
-    #[test]
-    fn pods_not_asking_and_other_objects_are_left_alone() {
-        let body = review_of(json!({}), app());
-        let (answer, outcome) = review(&body, &settings()).unwrap();
-        assert_eq!(outcome, Outcome::Unchanged("not asked"));
-        assert!(answer["response"].get("patch").is_none());
-        let skip = review_of(
-            json!({ "secrets-agent.io/inject": "skip", "secrets-agent.io/x": "1" }),
-            app(),
-        );
-        assert_eq!(
-            review(&skip, &settings()).unwrap().1,
-            Outcome::Unchanged("not asked")
-        );
-    }
-
-    #[test]
-    fn malformed_reviews_are_errors_that_say_what_to_send() {
-        assert!(review(b"{", &settings()).unwrap_err().contains("not JSON"));
-        let e = review(
-            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
-            &settings(),
-        )
-        .unwrap_err();
-        assert!(e.contains("admissionReviewVersions"), "{e}");
-        let e = review(
-            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#,
-            &settings(),
-        )
-        .unwrap_err();
-        assert!(e.contains("uid"), "{e}");
-    }
-
-    #[test]
-    fn quantities() {
-        for ok in ["64Mi", "100m", "1", "0.5", "2Gi"] {
-            assert!(is_quantity(ok), "{ok}");
-        }
-        for bad in ["", "Mi", "64 Mi", "64MB", "-1"] {
-            assert!(!is_quantity(bad), "{bad}");
-        }
-    }
-}
+mod tests;
