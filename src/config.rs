@@ -9,9 +9,14 @@
 //! the process environment.
 
 pub mod arn;
+mod aws;
+mod cache;
 mod environment;
 mod file;
+mod logs;
+mod prefetch;
 mod roles;
+mod server;
 mod values;
 
 use std::collections::{BTreeMap, HashMap};
@@ -296,6 +301,14 @@ impl std::error::Error for ConfigError {}
 /// Concurrent AWS calls used at most, whatever MAX_CONNECTIONS says.
 const MAX_BACKEND_CALLS: u64 = 10_000;
 
+/// What the settings decide together once all are read: the port and address make the listen
+/// address, and `cache_enabled = false` sets the cache size to 0.
+struct Pending {
+    port: u16,
+    address: Option<(String, String)>,
+    cache_enabled: bool,
+}
+
 impl Config {
     /// Builds the configuration from the environment and command-line overrides, reading the
     /// TOML file they name (`--config` or `SECRETS_AGENT_CONFIG`).
@@ -365,265 +378,36 @@ impl Config {
             });
         }
 
-        let mut port = DEFAULT_PORT;
-        let mut address: Option<(String, String)> = None;
-        let mut cache_enabled = true;
-        for Setting { key, shown, raw } in &settings {
-            let name = shown.as_str();
+        let mut at = Pending {
+            port: DEFAULT_PORT,
+            address: None,
+            cache_enabled: true,
+        };
+        for setting in &settings {
             let p = &mut problems;
-            // The AWS extension's variables are clamped where it clamps them; our own keys
-            // (TOML, SECRETS_AGENT_*) keep strict ranges.
-            let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
-            if role_setting(&mut config, key, name, raw, p) {
-                continue;
-            }
-            let warnings = &mut config.warnings;
-            match key.as_str() {
-                "log_level" => {
-                    if let Some(s) = p.string(name, raw) {
-                        match LogLevel::parse(&s) {
-                            Some(l) => config.log_level = l,
-                            None => p.push(format!(
-                                "{name} = {raw}: must be one of debug, info, warn, error, none"
-                            )),
-                        }
-                    }
-                }
-                "log_to_file" => {
-                    if let Some(b) = p.boolean(name, raw) {
-                        config.log_to_file = b;
-                    }
-                }
-                "http_port" => {
-                    if let Some(v) = p.int(name, raw, 1, 65535) {
-                        port = v as u16;
-                    }
-                }
-                "http_address" | "listen_address" => {
-                    if let Some(s) = p.string(name, raw) {
-                        address = Some((name.to_string(), s));
-                    }
-                }
-                "region" => {
-                    if let Some(s) = p.string(name, raw) {
-                        config.region = Some(s).filter(|s| !s.is_empty());
-                    }
-                }
-                "ttl_seconds" | "secrets_ttl_seconds" => {
-                    let v = if aws_extension_var {
-                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
-                    } else {
-                        p.int(name, raw, 0, MAX_TTL_SECONDS)
-                    };
-                    if let Some(v) = v {
-                        config.secrets_ttl = Duration::from_secs(v);
-                        if key == "ttl_seconds" {
-                            config.parameters_ttl = Duration::from_secs(v);
-                        }
-                    }
-                }
-                "parameters_ttl_seconds" => {
-                    let v = if aws_extension_var {
-                        p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
-                    } else {
-                        p.int(name, raw, 0, MAX_TTL_SECONDS)
-                    };
-                    if let Some(v) = v {
-                        config.parameters_ttl = Duration::from_secs(v);
-                    }
-                }
-                "cache_size" => {
-                    let min = if name.starts_with("PARAMETERS_") {
-                        0
-                    } else {
-                        1
-                    };
-                    if let Some(v) = p.int(name, raw, min, 1000) {
-                        config.cache_size = v as usize;
-                    }
-                }
-                "cache_max_bytes" => {
-                    if let Some(v) = p.int(name, raw, MIN_CACHE_MAX_BYTES, MAX_CACHE_MAX_BYTES) {
-                        config.cache_max_bytes = usize::try_from(v).unwrap_or(usize::MAX);
-                    }
-                }
-                "cache_enabled" => {
-                    if let Some(b) = p.boolean(name, raw) {
-                        cache_enabled = b;
-                    }
-                }
-                "ssrf_headers" => {
-                    if let Some(v) = p.strings(name, raw) {
-                        if v.is_empty() {
-                            p.push(format!("{name} = {raw}: must name at least one header"));
-                        } else if let Some(bad) = v
-                            .iter()
-                            .find(|h| http::HeaderName::try_from(h.as_str()).is_err())
-                        {
-                            p.push(format!("{name}: {bad:?} is not a valid HTTP header name"));
-                        } else {
-                            config.ssrf_headers = v;
-                        }
-                    }
-                }
-                "ssrf_env_variables" => {
-                    if let Some(v) = p.strings(name, raw) {
-                        if v.is_empty() {
-                            p.push(format!(
-                                "{name} = {raw}: must name at least one environment variable"
-                            ));
-                        } else {
-                            config.ssrf_env_variables = v;
-                        }
-                    }
-                }
-                "path_prefix" => {
-                    if let Some(s) = p.string(name, raw) {
-                        if !s.starts_with('/') || s.len() < 2 {
-                            p.push(format!(
-                                "{name} = {raw}: must start with / and not be / alone, e.g. \"/v1/\""
-                            ));
-                        } else {
-                            config.path_prefix = s;
-                        }
-                    }
-                }
-                "max_conn" => {
-                    if let Some(v) = p.int(name, raw, 1, 1000) {
-                        config.max_conn = v as usize;
-                    }
-                }
-                "max_backend_calls" => {
-                    // The AWS extension documents no maximum for MAX_CONNECTIONS; past this
-                    // many concurrent calls AWS throttles anyway.
-                    let v = if aws_extension_var {
-                        p.int_clamped(name, raw, 1, MAX_BACKEND_CALLS, warnings)
-                    } else {
-                        p.int(name, raw, 1, MAX_BACKEND_CALLS)
-                    };
-                    if let Some(v) = v {
-                        config.max_backend_calls = v as usize;
-                    }
-                }
-                "ignore_transient_errors" => {
-                    if let Some(b) = p.boolean(name, raw) {
-                        config.ignore_transient_errors = b;
-                    }
-                }
-                "validate_credentials" => {
-                    if let Some(b) = p.boolean(name, raw) {
-                        config.validate_credentials = b;
-                    }
-                }
-                "secrets_timeout_millis" | "parameters_timeout_millis" => {
-                    let v = if aws_extension_var {
-                        p.int_clamped(name, raw, 0, 600_000, warnings)
-                    } else {
-                        p.int(name, raw, 0, 600_000)
-                    };
-                    if let Some(v) = v {
-                        let d = if v == 0 {
-                            DEFAULT_BACKEND_TIMEOUT
-                        } else {
-                            Duration::from_millis(v)
-                        };
-                        if key.starts_with("secrets") {
-                            config.secrets_timeout = d;
-                        } else {
-                            config.parameters_timeout = d;
-                        }
-                    }
-                }
-                "refresh_ratio" => {
-                    if let Some(v) = p.float(name, raw, 0.1, 1.0) {
-                        config.refresh_ratio = v;
-                    }
-                }
-                "max_stale_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, 7 * 86_400) {
-                        config.max_stale = Duration::from_secs(v);
-                    }
-                }
-                "negative_cache_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, 3600) {
-                        config.negative_ttl = Duration::from_secs(v);
-                    }
-                }
-                "prefetch" => {
-                    if let Some(v) = p.strings(name, raw) {
-                        config.prefetch_secrets = v;
-                    }
-                }
-                "prefetch_parameters" => {
-                    if let Some(v) = p.strings(name, raw) {
-                        config.prefetch_parameters = v;
-                    }
-                }
-                "prefetch_jitter_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, 60) {
-                        config.prefetch_jitter = Duration::from_secs(v);
-                    }
-                }
-                // The AWS provider's keys, with its meaning and ranges.
-                "max_jitter_seconds" => {
-                    if let Some(v) = p.int(name, raw, 0, 10) {
-                        config.prefetch_jitter = Duration::from_secs(v);
-                    }
-                }
-                "cache_buffer_ratio" => {
-                    if let Some(v) = p.float(name, raw, 0.1, 1.0) {
-                        config.prefetch_cache_share = v;
-                    }
-                }
-                "token_file" => {
-                    if let Some(s) = p.string(name, raw) {
-                        if s.is_empty() {
-                            p.push(format!("{name} = {raw}: must be a file path"));
-                        } else {
-                            config.token_file = Some(PathBuf::from(s));
-                        }
-                    }
-                }
-                "enabled" => {
-                    if p.boolean(name, raw) == Some(false) {
-                        p.push(format!(
-                            "{name} = false: secrets-agent only serves Secrets Manager and SSM; \
-                             remove the key or set it to true"
-                        ));
-                    }
-                }
-                "filter_tags" | "prefetch_tags" => {
-                    if let Some(v) = p.strings(name, raw) {
-                        if let Some(tags) = tag_keys(name, v, p) {
-                            config.prefetch_tags = tags;
-                        }
-                    }
-                }
-                "credentials_file_path" => {
-                    if let Some(s) = p.string(name, raw) {
-                        if s.trim().is_empty() {
-                            p.push(format!(
-                                "{name} = {raw}: must be the path of an AWS credentials file"
-                            ));
-                        } else {
-                            config.credentials_file = Some(PathBuf::from(s));
-                        }
-                    }
-                }
-                other => p.push(format!(
-                    "{name}: unknown key {other:?}; see the README's settings table for the keys \
-                     secrets-agent understands"
-                )),
+            // Each section takes its own keys; the AWS extension's variables are clamped where it
+            // clamps them, our own keys (TOML, SECRETS_AGENT_*) keep strict ranges.
+            let taken = role_setting(&mut config, &setting.key, &setting.shown, &setting.raw, p)
+                || logs::apply(&mut config, &mut at, setting, p)
+                || server::apply(&mut config, &mut at, setting, p)
+                || cache::apply(&mut config, &mut at, setting, p)
+                || aws::apply(&mut config, &mut at, setting, p)
+                || prefetch::apply(&mut config, &mut at, setting, p);
+            if !taken {
+                p.push(format!(
+                    "{}: unknown key {:?}; see the README's settings table for the keys \
+                     secrets-agent understands",
+                    setting.shown, setting.key
+                ));
             }
         }
-
-        if !cache_enabled {
+        if !at.cache_enabled {
             config.cache_size = 0;
         }
         check_roles(&mut config, &settings, env, &mut problems);
-        config.listen = match address {
-            None => Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
-            Some((name, s)) => match parse_listen(&s, port) {
+        config.listen = match at.address {
+            None => Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), at.port)),
+            Some((name, s)) => match parse_listen(&s, at.port) {
                 Ok(l) => l,
                 Err(why) => {
                     problems.push(format!("{name} = {s:?}: {why}"));
