@@ -113,7 +113,7 @@ pub fn run(
         return 0;
     }
     if args.on_rotation.is_some() {
-        let settings = match config.and_then(|c| Settings::new(&args, c, env)) {
+        let settings = match config.and_then(|c| Resolving::new(&args, c, env)) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("secrets-agent exec: {e}");
@@ -124,7 +124,7 @@ pub fn run(
     }
     let mut resolved: HashMap<String, String> = HashMap::new();
     if !templates.is_empty() {
-        let settings = match config.and_then(|c| Settings::new(&args, c, env)) {
+        let settings = match config.and_then(|c| Resolving::new(&args, c, env)) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("secrets-agent exec: {e}");
@@ -210,15 +210,16 @@ fn unpassable(name: &str, value: &str) -> Option<String> {
     })
 }
 
-struct Settings {
+/// How exec resolves: the configuration, the total timeout, --ignore-missing and the source.
+struct Resolving {
     config: Config,
     timeout: Duration,
     ignore_missing: bool,
     source: SourceChoice,
 }
 
-impl Settings {
-    fn new(args: &Args, mut config: Config, env: &Env) -> Result<Settings, String> {
+impl Resolving {
+    fn new(args: &Args, mut config: Config, env: &Env) -> Result<Resolving, String> {
         if let Some(r) = &args.region {
             config.region = Some(r.clone());
         }
@@ -244,7 +245,7 @@ impl Settings {
                     return Err(format!("{IGNORE_MISSING_VAR}={v:?}: use true or false"));
                 }
             };
-        Ok(Settings {
+        Ok(Resolving {
             config,
             timeout: Duration::from_secs(timeout),
             ignore_missing,
@@ -257,7 +258,7 @@ impl Settings {
 /// one line each, naming the variable and the reference, never a value.
 fn resolve(
     templates: &[(String, Template)],
-    settings: Settings,
+    settings: Resolving,
     env: &Env,
 ) -> Result<HashMap<String, String>, Vec<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -288,7 +289,7 @@ fn keys(templates: &[(String, Template)]) -> Vec<Key> {
 fn fill(
     templates: &[(String, Template)],
     bodies: &HashMap<Key, Result<bytes::Bytes, Error>>,
-    settings: &Settings,
+    settings: &Resolving,
 ) -> Result<HashMap<String, String>, Vec<String>> {
     let timeout = settings.timeout;
     let mut values = HashMap::new();

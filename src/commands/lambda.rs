@@ -188,7 +188,7 @@ async fn event_loop(
     cache: &Cache<AwsBackend>,
     flavour: Flavour,
     stop_tx: &watch::Sender<Option<Duration>>,
-) -> Result<(), extensions_api::ApiError> {
+) -> Result<(), extensions_api::ExtensionsApiError> {
     // Under SnapStart the first INVOKE is the first thing a restored process sees.
     let mut restored = flavour == Flavour::SnapStart;
     loop {

@@ -118,14 +118,14 @@ pub fn run(args: Args, listen: Option<String>, config: Result<Config, String>, e
 
 struct State {
     settings: Settings,
-    metrics: metrics::Metrics,
+    metrics: metrics::WebhookMetrics,
 }
 
 impl State {
     fn new(settings: Settings) -> State {
         State {
             settings,
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::WebhookMetrics::default(),
         }
     }
 }

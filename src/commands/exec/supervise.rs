@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{fill, keys, Args, Settings, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_UNRESOLVED};
+use super::{fill, keys, Args, Resolving, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_UNRESOLVED};
 use crate::backend::{Key, Kind};
 use crate::commands::fetch::{fetch_all, Fetcher};
 use crate::config::Env;
@@ -91,7 +91,7 @@ impl OnRotation {
 pub fn run(
     args: Args,
     templates: Vec<(String, Template)>,
-    settings: Settings,
+    settings: Resolving,
     env: &Env,
     vars: Vec<(OsString, OsString)>,
 ) -> u8 {
@@ -157,7 +157,7 @@ struct Supervisor {
     /// The environment exec was started with, placeholders unresolved.
     vars: Vec<(OsString, OsString)>,
     fetcher: Arc<Fetcher>,
-    settings: Settings,
+    settings: Resolving,
     child: Option<Pid>,
     /// The version each key had when COMMAND was last started or signalled.
     versions: HashMap<Key, String>,

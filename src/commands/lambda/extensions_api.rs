@@ -32,7 +32,7 @@ const NEXT_ATTEMPTS: u32 = 5;
 
 /// What went wrong talking to the Extensions API.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum ExtensionsApiError {
     #[error("AWS_LAMBDA_RUNTIME_API = {0:?} is not a host:port")]
     Endpoint(String),
     #[error("{call} could not be sent: {detail}")]
@@ -47,10 +47,10 @@ pub enum ApiError {
     Body { call: &'static str, detail: String },
 }
 
-impl ApiError {
+impl ExtensionsApiError {
     /// An answer the API reference says the extension cannot recover from.
     fn is_fatal(&self) -> bool {
-        matches!(self, ApiError::Status { status, .. } if *status == 403 || *status == 500)
+        matches!(self, ExtensionsApiError::Status { status, .. } if *status == 403 || *status == 500)
     }
 }
 
@@ -112,15 +112,15 @@ pub enum Phase {
 
 impl ExtensionsApi {
     /// A client for `runtime_api` (the value of `AWS_LAMBDA_RUNTIME_API`, `host:port`).
-    pub fn new(runtime_api: &str) -> Result<Self, ApiError> {
+    pub fn new(runtime_api: &str) -> Result<Self, ExtensionsApiError> {
         let uri: http::Uri = format!("http://{runtime_api}")
             .parse()
-            .map_err(|_| ApiError::Endpoint(runtime_api.to_string()))?;
+            .map_err(|_| ExtensionsApiError::Endpoint(runtime_api.to_string()))?;
         match uri.authority() {
             Some(a) if uri.path() == "/" && a.port_u16().is_some() => Ok(ExtensionsApi {
                 authority: a.to_string(),
             }),
-            _ => Err(ApiError::Endpoint(runtime_api.to_string())),
+            _ => Err(ExtensionsApiError::Endpoint(runtime_api.to_string())),
         }
     }
 
@@ -132,7 +132,11 @@ impl ExtensionsApi {
     }
 
     /// Registers `name` for `events`; returns the extension id.
-    pub async fn register(&self, name: &str, events: &[&str]) -> Result<String, ApiError> {
+    pub async fn register(
+        &self,
+        name: &str,
+        events: &[&str],
+    ) -> Result<String, ExtensionsApiError> {
         const CALL: &str = "register";
         let body = serde_json::json!({ "events": events }).to_string();
         let req = self
@@ -149,14 +153,14 @@ impl ExtensionsApi {
             .get(ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(String::from)
-            .ok_or_else(|| ApiError::Body {
+            .ok_or_else(|| ExtensionsApiError::Body {
                 call: CALL,
                 detail: format!("no {ID_HEADER} header"),
             })
     }
 
     /// The next event, retrying answers that are neither an event nor fatal.
-    pub async fn next_event(&self, extension_id: &str) -> Result<Event, ApiError> {
+    pub async fn next_event(&self, extension_id: &str) -> Result<Event, ExtensionsApiError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -172,7 +176,7 @@ impl ExtensionsApi {
         }
     }
 
-    async fn next_once(&self, extension_id: &str) -> Result<Event, ApiError> {
+    async fn next_once(&self, extension_id: &str) -> Result<Event, ExtensionsApiError> {
         const CALL: &str = "event/next";
         let req = self
             .request(Method::GET, NEXT)
@@ -182,7 +186,7 @@ impl ExtensionsApi {
         if status != StatusCode::OK {
             return Err(status_error(CALL, status, &body));
         }
-        parse_event(&body).map_err(|detail| ApiError::Body { call: CALL, detail })
+        parse_event(&body).map_err(|detail| ExtensionsApiError::Body { call: CALL, detail })
     }
 
     /// POSTs `/extension/{init,exit}/error`; failures are logged, the caller exits anyway.
@@ -220,8 +224,8 @@ impl ExtensionsApi {
         &self,
         call: &'static str,
         req: Result<Request<Full<Bytes>>, http::Error>,
-    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ApiError> {
-        let transport = |detail: String| ApiError::Transport { call, detail };
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ExtensionsApiError> {
+        let transport = |detail: String| ExtensionsApiError::Transport { call, detail };
         let req = req.map_err(|e| transport(e.to_string()))?;
         let stream = tokio::net::TcpStream::connect(self.authority.as_str())
             .await
@@ -244,10 +248,10 @@ impl ExtensionsApi {
     }
 }
 
-fn status_error(call: &'static str, status: StatusCode, body: &[u8]) -> ApiError {
+fn status_error(call: &'static str, status: StatusCode, body: &[u8]) -> ExtensionsApiError {
     // The API's error bodies are short JSON; keep a bounded, printable excerpt.
     let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    ApiError::Status {
+    ExtensionsApiError::Status {
         call,
         status: status.as_u16(),
         body: if text.is_empty() {
@@ -292,7 +296,7 @@ mod tests {
 
     #[test]
     fn only_403_and_500_are_fatal() {
-        let status = |status| ApiError::Status {
+        let status = |status| ExtensionsApiError::Status {
             call: "event/next",
             status,
             body: String::new(),

@@ -17,9 +17,9 @@ struct Counts {
 }
 
 #[derive(Default)]
-pub struct Metrics(Mutex<Counts>);
+pub struct WebhookMetrics(Mutex<Counts>);
 
-impl Metrics {
+impl WebhookMetrics {
     /// Counts one review: `result` is mutated, unchanged, denied or invalid; `modes` the modes
     /// applied ("none" when none).
     pub fn record(&self, result: &'static str, modes: String, took: Duration) {
@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn counts_and_buckets() {
-        let m = Metrics::default();
+        let m = WebhookMetrics::default();
         m.record("mutated", "env,sidecar".into(), Duration::from_micros(300));
         m.record("mutated", "env,sidecar".into(), Duration::from_millis(3));
         m.record("invalid", "none".into(), Duration::from_secs(1));
