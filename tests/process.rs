@@ -87,6 +87,19 @@ impl Drop for Running {
     }
 }
 
+/// An agent with no reachable AWS serving on a free port with `token` (a value or
+/// `file://PATH`), once it says so; and the port.
+fn serving(token: &str) -> (Running, u16) {
+    let port = free_port();
+    let mut cmd = command("http://127.0.0.1:9");
+    cmd.env("AWS_TOKEN", token)
+        .arg("--port")
+        .arg(port.to_string());
+    let agent = Running::spawn(cmd);
+    agent.wait_for_log("secrets-agent is serving");
+    (agent, port)
+}
+
 fn run_to_end(mut cmd: Command) -> (Option<i32>, String) {
     let out = cmd.output().expect("run secrets-agent");
     (
@@ -130,13 +143,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
 #[tokio::test]
 async fn sigint_with_idle_connections_exits_0() {
-    let port = free_port();
-    let mut cmd = command("http://127.0.0.1:9");
-    cmd.env("AWS_TOKEN", TOKEN)
-        .arg("--port")
-        .arg(port.to_string());
-    let mut agent = Running::spawn(cmd);
-    agent.wait_for_log("secrets-agent is serving");
+    let (mut agent, port) = serving(TOKEN);
     let _idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     agent.signal("-INT");
     let status = agent.wait_exit(Duration::from_secs(10));
@@ -147,13 +154,7 @@ async fn sigint_with_idle_connections_exits_0() {
 /// no log line. Each is logged and ignored; the agent serves on and SIGTERM still stops it.
 #[tokio::test]
 async fn stray_signals_are_logged_and_ignored() {
-    let port = free_port();
-    let mut cmd = command("http://127.0.0.1:9");
-    cmd.env("AWS_TOKEN", TOKEN)
-        .arg("--port")
-        .arg(port.to_string());
-    let mut agent = Running::spawn(cmd);
-    agent.wait_for_log("secrets-agent is serving");
+    let (mut agent, port) = serving(TOKEN);
     let ping = format!("http://127.0.0.1:{port}/ping");
     for sig in ["HUP", "USR1", "USR2", "ALRM", "HUP"] {
         agent.signal(&format!("-{sig}"));
@@ -177,13 +178,7 @@ async fn a_token_file_edited_while_running_replaces_the_token() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
     std::fs::write(&path, "short\n").unwrap();
-    let port = free_port();
-    let mut cmd = command("http://127.0.0.1:9");
-    cmd.env("AWS_TOKEN", format!("file://{}", path.display()))
-        .arg("--port")
-        .arg(port.to_string());
-    let agent = Running::spawn(cmd);
-    agent.wait_for_log("secrets-agent is serving");
+    let (agent, port) = serving(&format!("file://{}", path.display()));
     agent.wait_for_log("the SSRF token has only 5 characters");
     let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=a");
     let with = |t: &'static str| [("X-Aws-Parameters-Secrets-Token", t)];

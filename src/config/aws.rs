@@ -10,7 +10,6 @@ pub(super) fn apply(
     p: &mut Problems,
 ) -> bool {
     let (key, name, raw) = (setting.key.as_str(), setting.shown.as_str(), &setting.raw);
-    let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
     let warnings = &mut config.warnings;
     match key {
         "region" => {
@@ -21,11 +20,7 @@ pub(super) fn apply(
         "max_backend_calls" => {
             // The AWS extension documents no maximum for MAX_CONNECTIONS; past this
             // many concurrent calls AWS throttles anyway.
-            let v = if aws_extension_var {
-                p.int_clamped(name, raw, 1, MAX_BACKEND_CALLS, warnings)
-            } else {
-                p.int(name, raw, 1, MAX_BACKEND_CALLS)
-            };
+            let v = p.int_or_clamped(name, raw, 1, MAX_BACKEND_CALLS, warnings);
             if let Some(v) = v {
                 config.max_backend_calls = v as usize;
             }
@@ -36,11 +31,7 @@ pub(super) fn apply(
             }
         }
         "secrets_timeout_millis" | "parameters_timeout_millis" => {
-            let v = if aws_extension_var {
-                p.int_clamped(name, raw, 0, 600_000, warnings)
-            } else {
-                p.int(name, raw, 0, 600_000)
-            };
+            let v = p.int_or_clamped(name, raw, 0, 600_000, warnings);
             if let Some(v) = v {
                 let d = if v == 0 {
                     DEFAULT_BACKEND_TIMEOUT

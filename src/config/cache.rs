@@ -10,15 +10,10 @@ pub(super) fn apply(
     p: &mut Problems,
 ) -> bool {
     let (key, name, raw) = (setting.key.as_str(), setting.shown.as_str(), &setting.raw);
-    let aws_extension_var = AWS_EXTENSION_ENV.contains(&name);
     let warnings = &mut config.warnings;
     match key {
         "ttl_seconds" | "secrets_ttl_seconds" => {
-            let v = if aws_extension_var {
-                p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
-            } else {
-                p.int(name, raw, 0, MAX_TTL_SECONDS)
-            };
+            let v = p.int_or_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings);
             if let Some(v) = v {
                 config.secrets_ttl = Duration::from_secs(v);
                 if key == "ttl_seconds" {
@@ -27,11 +22,7 @@ pub(super) fn apply(
             }
         }
         "parameters_ttl_seconds" => {
-            let v = if aws_extension_var {
-                p.int_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings)
-            } else {
-                p.int(name, raw, 0, MAX_TTL_SECONDS)
-            };
+            let v = p.int_or_clamped(name, raw, 0, MAX_TTL_SECONDS, warnings);
             if let Some(v) = v {
                 config.parameters_ttl = Duration::from_secs(v);
             }

@@ -32,6 +32,24 @@ impl Problems {
     /// Like [`Problems::int`], but a value above `max` is used as `max` with a warning: how the
     /// AWS extension treats its own variables (it clamps `SECRETS_MANAGER_TTL` to its cap), so a
     /// function configured for it starts here too.
+    /// A whole number from `min` to `max`: for the AWS extension's own variables
+    /// (`AWS_EXTENSION_ENV`) a value past `max` is used as `max` with a warning, as the
+    /// extension is lenient there; for every other key it is refused.
+    pub(super) fn int_or_clamped(
+        &mut self,
+        name: &str,
+        raw: &Raw,
+        min: u64,
+        max: u64,
+        warnings: &mut Vec<String>,
+    ) -> Option<u64> {
+        if super::AWS_EXTENSION_ENV.contains(&name) {
+            self.int_clamped(name, raw, min, max, warnings)
+        } else {
+            self.int(name, raw, min, max)
+        }
+    }
+
     pub(super) fn int_clamped(
         &mut self,
         name: &str,
