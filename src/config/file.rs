@@ -184,117 +184,125 @@ pub(super) fn files_from_toml(value: &toml::Value, problems: &mut Problems) -> V
             ));
             continue;
         };
-        let before = problems.0.len();
-        let string = |key: &str, problems: &mut Problems| match t.get(key) {
-            None => None,
-            Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(v) => {
-                problems.push(format!(
-                    "{at}: {key} = {}: must be a non-empty string",
-                    Raw::from(v)
-                ));
-                None
-            }
-        };
-        let id = |key: &str, problems: &mut Problems| match t.get(key) {
-            None => None,
-            Some(toml::Value::Integer(n)) if (0..=i64::from(u32::MAX - 1)).contains(n) => {
-                Some(*n as u32)
-            }
-            Some(v) => {
-                problems.push(format!(
-                    "{at}: {key} = {}: must be a numeric id from 0 to {}",
-                    Raw::from(v),
-                    u32::MAX - 1
-                ));
-                None
-            }
-        };
-        for key in t.keys() {
-            if ![
-                "path",
-                "source",
-                "template",
-                "mode",
-                "uid",
-                "gid",
-                "allow_disk",
-            ]
-            .contains(&key.as_str())
-            {
-                problems.push(format!(
-                    "{at}: unknown key {key:?}; allowed: path, source, template, mode, uid, gid, \
-                     allow_disk"
-                ));
-            }
-        }
-        let path = string("path", problems).map(PathBuf::from);
-        match &path {
-            None if problems.0.len() == before => {
-                problems.push(format!("{at}: path = \"/absolute/target\" is required"))
-            }
-            Some(p) if !p.is_absolute() => problems.push(format!(
-                "{at}: path = {:?}: must be an absolute path",
-                p.display().to_string()
-            )),
-            _ => {}
-        }
-        let content = match (string("source", problems), string("template", problems)) {
-            (Some(s), None) => Some(FileContent::Source(s)),
-            (None, Some(t)) => Some(FileContent::Template(PathBuf::from(t))),
-            (Some(_), Some(_)) => {
-                problems.push(format!("{at}: give source or template, not both"));
-                None
-            }
-            (None, None) => {
-                problems.push(format!(
-                    "{at}: needs source = \"awssm:<id>[#<key>]\" (or awsparam:...) or \
-                     template = \"/path/to/template\""
-                ));
-                None
-            }
-        };
-        let mode = match t.get("mode") {
-            None => Some(DEFAULT_FILE_MODE),
-            Some(toml::Value::String(s)) => parse_file_mode(s)
-                .map_err(|e| problems.push(format!("{at}: mode: {e}")))
-                .ok(),
-            Some(toml::Value::Integer(n)) if (0..=0o777).contains(n) => Some(*n as u32),
-            Some(v) => {
-                problems.push(format!(
-                    "{at}: mode = {}: must be an octal string such as \"0400\" (or 0o400)",
-                    Raw::from(v)
-                ));
-                None
-            }
-        };
-        let uid = id("uid", problems);
-        let gid = id("gid", problems);
-        let allow_disk = match t.get("allow_disk") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(v) => {
-                problems.push(format!(
-                    "{at}: allow_disk = {}: must be true or false",
-                    Raw::from(v)
-                ));
-                false
-            }
-        };
-        if problems.0.len() == before {
-            if let (Some(path), Some(content), Some(mode)) = (path, content, mode) {
-                out.push(FileEntry {
-                    path,
-                    content,
-                    mode,
-                    uid,
-                    gid,
-                    allow_disk,
-                });
-            }
-        }
+        out.extend(file_from_table(&at, t, problems));
     }
     out
+}
+
+/// One `[[files]]` table (`at` names it in problems); None when it has a problem.
+fn file_from_table(
+    at: &str,
+    t: &toml::map::Map<String, toml::Value>,
+    problems: &mut Problems,
+) -> Option<FileEntry> {
+    let before = problems.0.len();
+    let string = |key: &str, problems: &mut Problems| match t.get(key) {
+        None => None,
+        Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(v) => {
+            problems.push(format!(
+                "{at}: {key} = {}: must be a non-empty string",
+                Raw::from(v)
+            ));
+            None
+        }
+    };
+    let id = |key: &str, problems: &mut Problems| match t.get(key) {
+        None => None,
+        Some(toml::Value::Integer(n)) if (0..=i64::from(u32::MAX - 1)).contains(n) => {
+            Some(*n as u32)
+        }
+        Some(v) => {
+            problems.push(format!(
+                "{at}: {key} = {}: must be a numeric id from 0 to {}",
+                Raw::from(v),
+                u32::MAX - 1
+            ));
+            None
+        }
+    };
+    for key in t.keys() {
+        if ![
+            "path",
+            "source",
+            "template",
+            "mode",
+            "uid",
+            "gid",
+            "allow_disk",
+        ]
+        .contains(&key.as_str())
+        {
+            problems.push(format!(
+                "{at}: unknown key {key:?}; allowed: path, source, template, mode, uid, gid, \
+                     allow_disk"
+            ));
+        }
+    }
+    let path = string("path", problems).map(PathBuf::from);
+    match &path {
+        None if problems.0.len() == before => {
+            problems.push(format!("{at}: path = \"/absolute/target\" is required"))
+        }
+        Some(p) if !p.is_absolute() => problems.push(format!(
+            "{at}: path = {:?}: must be an absolute path",
+            p.display().to_string()
+        )),
+        _ => {}
+    }
+    let content = match (string("source", problems), string("template", problems)) {
+        (Some(s), None) => Some(FileContent::Source(s)),
+        (None, Some(t)) => Some(FileContent::Template(PathBuf::from(t))),
+        (Some(_), Some(_)) => {
+            problems.push(format!("{at}: give source or template, not both"));
+            None
+        }
+        (None, None) => {
+            problems.push(format!(
+                "{at}: needs source = \"awssm:<id>[#<key>]\" (or awsparam:...) or \
+                     template = \"/path/to/template\""
+            ));
+            None
+        }
+    };
+    let mode = match t.get("mode") {
+        None => Some(DEFAULT_FILE_MODE),
+        Some(toml::Value::String(s)) => parse_file_mode(s)
+            .map_err(|e| problems.push(format!("{at}: mode: {e}")))
+            .ok(),
+        Some(toml::Value::Integer(n)) if (0..=0o777).contains(n) => Some(*n as u32),
+        Some(v) => {
+            problems.push(format!(
+                "{at}: mode = {}: must be an octal string such as \"0400\" (or 0o400)",
+                Raw::from(v)
+            ));
+            None
+        }
+    };
+    let uid = id("uid", problems);
+    let gid = id("gid", problems);
+    let allow_disk = match t.get("allow_disk") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(v) => {
+            problems.push(format!(
+                "{at}: allow_disk = {}: must be true or false",
+                Raw::from(v)
+            ));
+            false
+        }
+    };
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(FileEntry {
+        path: path?,
+        content: content?,
+        mode: mode?,
+        uid,
+        gid,
+        allow_disk,
+    })
 }
 
 /// `prefetch = ["a", "b"]` or `secrets = [{ secret_id = "a", role_arn = "..." }, ...]`: the

@@ -142,65 +142,72 @@ pub fn entries_and_problems(
     let mut out = Vec::new();
     for (name, attrs) in groups {
         let at = format!("{PREFIX}{FILE}{name}");
-        let before = problems.len();
-        let path = match attrs.get("path").map(|p| (p, path_problem(Path::new(p)))) {
-            Some((p, None)) => Some(PathBuf::from(p)),
-            Some((p, Some(problem))) => {
-                problems.push(format!("{at}.path = {p:?}: {problem}"));
-                None
-            }
-            None => {
-                problems.push(format!(
-                    "{at}.path is missing: give the target's absolute path"
-                ));
-                None
-            }
-        };
-        let source = match attrs.get("source") {
-            Some(s) if !s.is_empty() => Some(s.clone()),
-            _ => {
-                problems.push(format!(
-                    "{at}.source is missing: give awssm:<id>[#<key>], awsparam:<name> or a \
-                     text with ${{awssm:...}}"
-                ));
-                None
-            }
-        };
-        let mode = match attrs.get("mode") {
-            None => Some(DEFAULT_FILE_MODE),
-            Some(m) => parse_file_mode(m)
-                .map_err(|e| problems.push(format!("{at}.mode: {e}")))
-                .ok(),
-        };
-        let mut id = |attr: &str| -> Option<u32> {
-            let v = attrs.get(attr)?;
-            match v.trim().parse::<u32>() {
-                Ok(n) if n < u32::MAX => Some(n),
-                _ => {
-                    problems.push(format!("{at}.{attr} = {v:?}: must be a numeric id"));
-                    None
-                }
-            }
-        };
-        let uid = id("uid");
-        let gid = id("gid");
-        if problems.len() == before {
-            if let (Some(path), Some(source), Some(mode)) = (path, source, mode) {
-                out.push((
-                    at,
-                    FileEntry {
-                        path,
-                        content: FileContent::Source(source),
-                        mode,
-                        uid,
-                        gid,
-                        allow_disk: false,
-                    },
-                ));
-            }
+        if let Some(entry) = entry_from(&at, &attrs, &mut problems) {
+            out.push((at, entry));
         }
     }
     (out, problems)
+}
+
+/// One file's attributes (`at` names its annotation in problems); None when it has a problem.
+fn entry_from(
+    at: &str,
+    attrs: &BTreeMap<&'static str, String>,
+    problems: &mut Vec<String>,
+) -> Option<FileEntry> {
+    let before = problems.len();
+    let path = match attrs.get("path").map(|p| (p, path_problem(Path::new(p)))) {
+        Some((p, None)) => Some(PathBuf::from(p)),
+        Some((p, Some(problem))) => {
+            problems.push(format!("{at}.path = {p:?}: {problem}"));
+            None
+        }
+        None => {
+            problems.push(format!(
+                "{at}.path is missing: give the target's absolute path"
+            ));
+            None
+        }
+    };
+    let source = match attrs.get("source") {
+        Some(s) if !s.is_empty() => Some(s.clone()),
+        _ => {
+            problems.push(format!(
+                "{at}.source is missing: give awssm:<id>[#<key>], awsparam:<name> or a \
+                     text with ${{awssm:...}}"
+            ));
+            None
+        }
+    };
+    let mode = match attrs.get("mode") {
+        None => Some(DEFAULT_FILE_MODE),
+        Some(m) => parse_file_mode(m)
+            .map_err(|e| problems.push(format!("{at}.mode: {e}")))
+            .ok(),
+    };
+    let mut id = |attr: &str| -> Option<u32> {
+        let v = attrs.get(attr)?;
+        match v.trim().parse::<u32>() {
+            Ok(n) if n < u32::MAX => Some(n),
+            _ => {
+                problems.push(format!("{at}.{attr} = {v:?}: must be a numeric id"));
+                None
+            }
+        }
+    };
+    let uid = id("uid");
+    let gid = id("gid");
+    if problems.len() != before {
+        return None;
+    }
+    Some(FileEntry {
+        path: path?,
+        content: FileContent::Source(source?),
+        mode: mode?,
+        uid,
+        gid,
+        allow_disk: false,
+    })
 }
 
 /// A file's `<name>` in the keys: letters, digits, `-` and `_`.

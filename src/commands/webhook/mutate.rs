@@ -230,28 +230,7 @@ fn decide(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let mut warnings = Vec::new();
-    // The seeds' webhook's key, read as ours with env mode (what it did), with a warning.
-    if let Some(legacy) = annotations.get(LEGACY_INJECT).cloned() {
-        let ours = format!("{PREFIX}inject");
-        if annotations.contains_key(&ours) {
-            warnings.push(format!(
-                "{LEGACY_INJECT} is ignored: {ours} is set; remove {LEGACY_INJECT}"
-            ));
-        } else {
-            let mode = format!("{PREFIX}mode");
-            warnings.push(format!(
-                "{LEGACY_INJECT} is read as {ours}{}; rename it to {ours}",
-                if annotations.contains_key(&mode) {
-                    String::new()
-                } else {
-                    annotations.insert(mode.clone(), json!("env"));
-                    format!(" with {mode}: env")
-                }
-            ));
-            annotations.insert(ours, legacy);
-        }
-    }
+    let mut warnings: Vec<String> = read_legacy(&mut annotations).into_iter().collect();
     let ours = |key: &str| {
         annotations
             .get(&format!("{PREFIX}{key}"))
@@ -316,295 +295,324 @@ fn decide(
     (Outcome::Mutated(asked.modes.clone()), Some(patch), warnings)
 }
 
+/// The seeds' webhook's key, read as ours with env mode (what it did), with a warning.
+fn read_legacy(annotations: &mut Map<String, Value>) -> Option<String> {
+    let legacy = annotations.get(LEGACY_INJECT).cloned()?;
+    let ours = format!("{PREFIX}inject");
+    if annotations.contains_key(&ours) {
+        return Some(format!(
+            "{LEGACY_INJECT} is ignored: {ours} is set; remove {LEGACY_INJECT}"
+        ));
+    }
+    let mode = format!("{PREFIX}mode");
+    let warning = format!(
+        "{LEGACY_INJECT} is read as {ours}{}; rename it to {ours}",
+        if annotations.contains_key(&mode) {
+            String::new()
+        } else {
+            annotations.insert(mode.clone(), json!("env"));
+            format!(" with {mode}: env")
+        }
+    );
+    annotations.insert(ours, legacy);
+    Some(warning)
+}
+
+/// Who runs what we add: the run-as-user/-group annotations, else the application's user (its
+/// first container's, else the pod's), so the files belong to it; and the pod's fsGroup.
+struct Owner {
+    user: Option<u64>,
+    group: Option<u64>,
+    /// Every container of the pod runs with the pod's fsGroup as a supplementary group: render
+    /// may give files that group, and they default to it (mode 0440), so containers with other
+    /// uids read them.
+    fs_group: Option<u64>,
+}
+
+/// What the containers we add share.
+struct Common<'a> {
+    bin: &'a str,
+    security: Value,
+    /// The resources of the short-lived and the file containers.
+    small: Value,
+    region_env: Vec<Value>,
+}
+
+/// What we add to the pod: volumes, and init containers run before the pod's own.
+#[derive(Default)]
+struct Added {
+    volumes: Vec<Value>,
+    containers: Vec<Value>,
+}
+
 impl Asked {
     /// Changes `pod` as asked, or says which container cannot be changed and why. Ok holds the
     /// warnings for the answer.
     fn apply(&self, pod: &mut Value, settings: &Settings) -> Result<Vec<String>, Vec<String>> {
         let sidecar = self.modes.contains(&Mode::Sidecar);
-        let env = self.modes.contains(&Mode::Env);
         let files = self.modes.contains(&Mode::Files);
-        let bin = &settings.binary;
-
         let app_containers = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        // The run-as-user/-group annotations, else the application's user (its first
-        // container's, else the pod's) run what we add, so the files belong to it; root never
-        // does (our containers run as non-root).
-        let user_of = |pointer: &str| {
-            app_containers
-                .first()
-                .and_then(|c| c.pointer(pointer))
-                .or_else(|| pod.pointer(&format!("/spec{pointer}")))
-                .and_then(Value::as_u64)
-                .filter(|u| *u != 0)
-        };
-        let pod_user = self
-            .run_as
-            .0
-            .or_else(|| user_of("/securityContext/runAsUser"));
-        let pod_group = self
-            .run_as
-            .1
-            .or_else(|| user_of("/securityContext/runAsGroup"));
-        // Every container of the pod runs with the pod's fsGroup as a supplementary group:
-        // render may give files that group, and they default to it (mode 0440), so containers
-        // with other uids read them.
-        let fs_group = pod
-            .pointer("/spec/securityContext/fsGroup")
-            .and_then(Value::as_u64);
-        let mut problems = Vec::new();
+        let owner = self.owner(pod, app_containers.first());
         // Env mode wraps only the containers (the pod's own init containers too) that reach
         // placeholders.
-        let plan = if env {
+        let plan = if self.modes.contains(&Mode::Env) {
             env::plan(pod, &format!("{PREFIX}mode"))
         } else {
             env::Plan::default()
         };
-        problems.extend(plan.problems);
-        let warnings = plan.warnings;
-        let wrap = plan.wrap;
+        let mut problems = plan.problems;
         if files {
-            for c in &app_containers {
-                let clash = c
-                    .get("volumeMounts")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|m| {
-                        m.get("mountPath")
-                            .and_then(Value::as_str)
-                            .map(|p| p.trim_end_matches('/'))
-                            == Some(self.files_path.as_str())
-                    });
-                if clash {
-                    let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
-                    problems.push(format!(
-                        "container {name:?} already mounts something at {}; choose another \
-                         {PREFIX}files-path",
-                        self.files_path
-                    ));
-                }
-            }
+            problems.extend(self.files_problems(&app_containers, &owner));
         }
-        if files {
-            // Render runs without CHOWN (all capabilities dropped): it can only give files to
-            // the user it runs as, and to its groups (its own and the pod's fsGroup).
-            for (key, attr, want) in &self.owners {
-                let runs_as = if *attr == "uid" { pod_user } else { pod_group };
-                let group_ok = *attr == "gid" && fs_group == Some(*want);
-                if Some(*want) != runs_as.or(Some(IMAGE_USER)) && !group_ok {
-                    problems.push(format!(
-                        "{key} = {want}: the files are written by a container running as {} \
-                         without the CHOWN capability, so they can only belong to it{}; remove \
-                         the annotation, or set {PREFIX}run-as-{} to {want}",
-                        runs_as.unwrap_or(IMAGE_USER),
-                        if *attr == "gid" {
-                            " (or to the pod's fsGroup)"
-                        } else {
-                            ""
-                        },
-                        if *attr == "uid" { "user" } else { "group" },
-                    ));
-                }
-            }
-            let ours = [TOKEN_DIR, BIN_DIR, PODINFO_DIR];
-            if ours.iter().any(|p| {
-                self.files_path == *p
-                    || self.files_path.starts_with(&format!("{p}/"))
-                    || p.starts_with(&format!("{}/", self.files_path))
-            }) {
-                problems.push(format!(
-                    "{PREFIX}files-path = {} overlaps a folder the webhook mounts ({}); choose \
-                     another",
-                    self.files_path,
-                    ours.join(", ")
-                ));
-            }
-        }
-        // A pod that already holds a container or volume of ours by name (a hand-written
-        // sidecar, say) would be refused by the API server with duplicate names.
-        let names = |key: &str| -> Vec<String> {
-            pod.pointer(&format!("/spec/{key}"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.get("name").and_then(Value::as_str).map(String::from))
-                .collect()
-        };
-        let taken: Vec<String> = names("initContainers")
-            .into_iter()
-            .chain(names("containers"))
-            .chain(names("volumes"))
-            .filter(|n| OUR_NAMES.contains(&n.as_str()))
-            .collect();
-        if !taken.is_empty() {
-            problems.push(format!(
-                "the pod already has {} named {}, which the webhook would add: remove the \
-                 hand-written secrets-agent parts or the {PREFIX}inject annotation",
-                if taken.len() > 1 {
-                    "containers or volumes"
-                } else {
-                    "a container or volume"
-                },
-                taken.join(", ")
-            ));
-        }
+        problems.extend(taken_names(pod));
         if !problems.is_empty() {
             return Err(problems);
         }
 
-        let mut volumes = Vec::new();
-        let mut ours = Vec::new();
+        let common = self.common(&settings.binary, &owner);
+        let mut added = Added::default();
+        if !plan.wrap.is_empty() {
+            self.add_install(&common, &mut added);
+        }
+        if sidecar {
+            self.add_sidecar(&common, &mut added);
+        }
+        if files {
+            self.add_files(&common, sidecar, &mut added);
+        }
+        // The pod's AWS identity, as the EKS identity webhooks gave it to the app: ours run
+        // with the same.
+        if let Some(app) = app_containers.first() {
+            copy_identity(app, &mut added.containers);
+        }
+        self.insert(pod, added, &plan.wrap)?;
+        self.mark(pod, owner.fs_group);
+        Ok(plan.warnings)
+    }
+
+    /// Who runs what we add, and the pod's fsGroup; root never runs it (our containers run as
+    /// non-root).
+    fn owner(&self, pod: &Value, app: Option<&Value>) -> Owner {
+        let user_of = |pointer: &str| {
+            app.and_then(|c| c.pointer(pointer))
+                .or_else(|| pod.pointer(&format!("/spec{pointer}")))
+                .and_then(Value::as_u64)
+                .filter(|u| *u != 0)
+        };
+        Owner {
+            user: self
+                .run_as
+                .0
+                .or_else(|| user_of("/securityContext/runAsUser")),
+            group: self
+                .run_as
+                .1
+                .or_else(|| user_of("/securityContext/runAsGroup")),
+            fs_group: pod
+                .pointer("/spec/securityContext/fsGroup")
+                .and_then(Value::as_u64),
+        }
+    }
+
+    /// Files mode's problems: a mount in the way, owners render cannot give, a files-path over
+    /// one of our folders.
+    fn files_problems(&self, app_containers: &[Value], owner: &Owner) -> Vec<String> {
+        let mut problems = Vec::new();
+        for c in app_containers {
+            let clash = c
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|m| {
+                    m.get("mountPath")
+                        .and_then(Value::as_str)
+                        .map(|p| p.trim_end_matches('/'))
+                        == Some(self.files_path.as_str())
+                });
+            if clash {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+                problems.push(format!(
+                    "container {name:?} already mounts something at {}; choose another \
+                     {PREFIX}files-path",
+                    self.files_path
+                ));
+            }
+        }
+        // Render runs without CHOWN (all capabilities dropped): it can only give files to the
+        // user it runs as, and to its groups (its own and the pod's fsGroup).
+        for (key, attr, want) in &self.owners {
+            let runs_as = if *attr == "uid" {
+                owner.user
+            } else {
+                owner.group
+            };
+            let group_ok = *attr == "gid" && owner.fs_group == Some(*want);
+            if Some(*want) != runs_as.or(Some(IMAGE_USER)) && !group_ok {
+                problems.push(format!(
+                    "{key} = {want}: the files are written by a container running as {} \
+                     without the CHOWN capability, so they can only belong to it{}; remove \
+                     the annotation, or set {PREFIX}run-as-{} to {want}",
+                    runs_as.unwrap_or(IMAGE_USER),
+                    if *attr == "gid" {
+                        " (or to the pod's fsGroup)"
+                    } else {
+                        ""
+                    },
+                    if *attr == "uid" { "user" } else { "group" },
+                ));
+            }
+        }
+        let ours = [TOKEN_DIR, BIN_DIR, PODINFO_DIR];
+        if ours.iter().any(|p| {
+            self.files_path == *p
+                || self.files_path.starts_with(&format!("{p}/"))
+                || p.starts_with(&format!("{}/", self.files_path))
+        }) {
+            problems.push(format!(
+                "{PREFIX}files-path = {} overlaps a folder the webhook mounts ({}); choose \
+                 another",
+                self.files_path,
+                ours.join(", ")
+            ));
+        }
+        problems
+    }
+
+    /// What every container we add has: its security context, resources and region.
+    fn common<'a>(&self, bin: &'a str, owner: &Owner) -> Common<'a> {
+        let mut security = json!({
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": { "drop": ["ALL"] },
+            "seccompProfile": { "type": "RuntimeDefault" },
+        });
+        if let Some(u) = owner.user {
+            security["runAsUser"] = json!(u);
+        }
+        if let Some(g) = owner.group {
+            security["runAsGroup"] = json!(g);
+        }
         let mut region_env = Vec::new();
         if let Some(r) = &self.region {
             region_env.push(json!({ "name": "AWS_REGION", "value": r }));
         }
-        let security = {
-            let mut s = json!({
-                "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true,
-                "runAsNonRoot": true,
-                "capabilities": { "drop": ["ALL"] },
-                "seccompProfile": { "type": "RuntimeDefault" },
-            });
-            if let Some(u) = pod_user {
-                s["runAsUser"] = json!(u);
-            }
-            if let Some(g) = pod_group {
-                s["runAsGroup"] = json!(g);
-            }
-            s
-        };
-        let small = json!({ "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "32Mi" } });
-
-        if !wrap.is_empty() {
-            volumes.push(memory_volume(BIN_VOLUME, "32Mi"));
-            ours.push(json!({
-                "name": INSTALL,
-                "image": self.image,
-                "command": [bin, "install", BIN_DIR],
-                "volumeMounts": [{ "name": BIN_VOLUME, "mountPath": BIN_DIR }],
-                "resources": small,
-                "securityContext": security,
-            }));
+        Common {
+            bin,
+            security,
+            small: json!({ "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "32Mi" } }),
+            region_env,
         }
+    }
+
+    /// Env mode: the container that copies the binary to the memory volume `exec` runs from.
+    fn add_install(&self, common: &Common, added: &mut Added) {
+        added.volumes.push(memory_volume(BIN_VOLUME, "32Mi"));
+        added.containers.push(json!({
+            "name": INSTALL,
+            "image": self.image,
+            "command": [common.bin, "install", BIN_DIR],
+            "volumeMounts": [{ "name": BIN_VOLUME, "mountPath": BIN_DIR }],
+            "resources": common.small,
+            "securityContext": common.security,
+        }));
+    }
+
+    /// Sidecar mode: the agent as a native sidecar (an init container that keeps running).
+    fn add_sidecar(&self, common: &Common, added: &mut Added) {
+        let bin = common.bin;
+        added.volumes.push(memory_volume(TOKEN_VOLUME, "1Mi"));
+        let mut env_vars = vec![json!({ "name": "SECRETS_AGENT_TOKEN_FILE", "value": TOKEN_FILE })];
+        env_vars.extend(common.region_env.iter().cloned());
+        let probe = |period: u32, failures: u32| {
+            json!({
+                "exec": { "command": [bin, "health"] },
+                "periodSeconds": period,
+                "timeoutSeconds": 2,
+                "failureThreshold": failures,
+            })
+        };
+        added.containers.push(json!({
+            "name": SIDECAR,
+            "image": self.image,
+            "command": [bin],
+            "restartPolicy": "Always",
+            "env": env_vars,
+            "volumeMounts": [{ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR }],
+            "startupProbe": probe(1, 30),
+            "livenessProbe": probe(10, 3),
+            "resources": self.resources,
+            "securityContext": common.security,
+        }));
+    }
+
+    /// Files mode: render once before the app, and with the sidecar, again on every change.
+    fn add_files(&self, common: &Common, sidecar: bool, added: &mut Added) {
+        let bin = common.bin;
+        // Only what is written counts against the pod's memory; room for certificate chains
+        // and the temporary copy each atomic write makes.
+        added.volumes.push(memory_volume(FILES_VOLUME, "8Mi"));
+        added.volumes.push(json!({
+            "name": PODINFO_VOLUME,
+            "downwardAPI": { "items": [{
+                "path": "annotations",
+                "fieldRef": { "fieldPath": "metadata.annotations" },
+            }] },
+        }));
+        // Through the sidecar when there is one (its cache, its identity), else from AWS.
+        let source = if sidecar {
+            "--source=auto"
+        } else {
+            "--source=aws"
+        };
+        let annotations_file = format!("--from-annotations={PODINFO_DIR}/annotations");
+        let mut mounts = vec![
+            json!({ "name": FILES_VOLUME, "mountPath": self.files_path }),
+            json!({ "name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true }),
+        ];
+        let mut env_vars = common.region_env.clone();
         if sidecar {
-            volumes.push(memory_volume(TOKEN_VOLUME, "1Mi"));
-            let mut env_vars =
-                vec![json!({ "name": "SECRETS_AGENT_TOKEN_FILE", "value": TOKEN_FILE })];
-            env_vars.extend(region_env.iter().cloned());
-            let probe = |period: u32, failures: u32| {
-                json!({
-                    "exec": { "command": [bin, "health"] },
-                    "periodSeconds": period,
-                    "timeoutSeconds": 2,
-                    "failureThreshold": failures,
-                })
-            };
-            ours.push(json!({
-                "name": SIDECAR,
+            env_vars.push(json!({ "name": "SECRETS_AGENT_TOKEN_FILE", "value": TOKEN_FILE }));
+            mounts.push(json!({ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true }));
+        }
+        added.containers.push(json!({
+            "name": RENDER,
+            "image": self.image,
+            "command": [bin, "render", "--once", source, annotations_file],
+            "env": env_vars,
+            "volumeMounts": mounts,
+            "resources": common.small,
+            "securityContext": common.security,
+        }));
+        if sidecar {
+            added.containers.push(json!({
+                "name": WATCH,
                 "image": self.image,
-                "command": [bin],
+                "command": [bin, "render", source, annotations_file],
                 "restartPolicy": "Always",
                 "env": env_vars,
-                "volumeMounts": [{ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR }],
-                "startupProbe": probe(1, 30),
-                "livenessProbe": probe(10, 3),
-                "resources": self.resources,
-                "securityContext": security,
-            }));
-        }
-        if files {
-            // Only what is written counts against the pod's memory; room for certificate chains
-            // and the temporary copy each atomic write makes.
-            volumes.push(memory_volume(FILES_VOLUME, "8Mi"));
-            volumes.push(json!({
-                "name": PODINFO_VOLUME,
-                "downwardAPI": { "items": [{
-                    "path": "annotations",
-                    "fieldRef": { "fieldPath": "metadata.annotations" },
-                }] },
-            }));
-            // Through the sidecar when there is one (its cache, its identity), else from AWS.
-            let source = if sidecar {
-                "--source=auto"
-            } else {
-                "--source=aws"
-            };
-            let annotations_file = format!("--from-annotations={PODINFO_DIR}/annotations");
-            let mut mounts = vec![
-                json!({ "name": FILES_VOLUME, "mountPath": self.files_path }),
-                json!({ "name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true }),
-            ];
-            let mut env_vars = region_env.clone();
-            if sidecar {
-                env_vars.push(json!({ "name": "SECRETS_AGENT_TOKEN_FILE", "value": TOKEN_FILE }));
-                mounts.push(
-                    json!({ "name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true }),
-                );
-            }
-            ours.push(json!({
-                "name": RENDER,
-                "image": self.image,
-                "command": [bin, "render", "--once", source, annotations_file],
-                "env": env_vars,
                 "volumeMounts": mounts,
-                "resources": small,
-                "securityContext": security,
+                "resources": common.small,
+                "securityContext": common.security,
             }));
-            if sidecar {
-                ours.push(json!({
-                    "name": WATCH,
-                    "image": self.image,
-                    "command": [bin, "render", source, annotations_file],
-                    "restartPolicy": "Always",
-                    "env": env_vars,
-                    "volumeMounts": mounts,
-                    "resources": small,
-                    "securityContext": security,
-                }));
-            }
         }
+    }
 
-        // The pod's AWS identity, as the EKS identity webhooks gave it to the app: ours run
-        // with the same.
-        if let Some(app) = app_containers.first() {
-            let env_of = |key: &str, names: &[&str]| -> Vec<Value> {
-                app.get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|e| {
-                        e.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| names.contains(&n))
-                    })
-                    .cloned()
-                    .collect()
-            };
-            let identity_env = env_of("env", &IDENTITY_ENV);
-            let identity_mounts = env_of("volumeMounts", &IDENTITY_VOLUMES);
-            for c in ours.iter_mut().filter_map(Value::as_object_mut) {
-                for (key, items) in [("env", &identity_env), ("volumeMounts", &identity_mounts)] {
-                    if items.is_empty() {
-                        continue;
-                    }
-                    let list = c.entry(key).or_insert_with(|| json!([]));
-                    if let Some(list) = list.as_array_mut() {
-                        for item in items.iter() {
-                            let name = item.get("name");
-                            if !list.iter().any(|e| e.get("name") == name) {
-                                list.push(item.clone());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
+    /// Puts what we add into the pod's spec, and gives the pod's own containers the agent, the
+    /// files and (env mode) `exec`.
+    fn insert(
+        &self,
+        pod: &mut Value,
+        added: Added,
+        wrap: &[env::Place],
+    ) -> Result<(), Vec<String>> {
+        let sidecar = self.modes.contains(&Mode::Sidecar);
+        let files = self.modes.contains(&Mode::Files);
         let spec = pod
             .as_object_mut()
             .and_then(|p| p.get_mut("spec"))
@@ -619,7 +627,7 @@ impl Asked {
                 .unwrap_or_default()
         };
         let mut all_volumes = list(spec, "volumes");
-        all_volumes.extend(volumes);
+        all_volumes.extend(added.volumes);
         spec.insert("volumes".into(), Value::Array(all_volumes));
         // Ours first, and the pod's own init containers see the agent and the files as its
         // containers do; in env mode those that reach placeholders are wrapped as they are.
@@ -648,12 +656,18 @@ impl Asked {
                 }
             }
         }
-        let mut init = ours;
+        let mut init = added.containers;
         init.extend(own_init);
         spec.insert("initContainers".into(), Value::Array(init));
 
         spec.insert("containers".into(), Value::Array(containers));
+        Ok(())
+    }
 
+    /// Marks the pod injected; in files mode, files without a mode and gid of their own go to
+    /// the fsGroup.
+    fn mark(&self, pod: &mut Value, fs_group: Option<u64>) {
+        let files = self.modes.contains(&Mode::Files);
         let metadata = pod
             .as_object_mut()
             .map(|p| p.entry("metadata").or_insert_with(|| json!({})))
@@ -674,7 +688,6 @@ impl Asked {
                 }
             }
         }
-        Ok(warnings)
     }
 
     /// Runs a container's command, and with `env-probes` its exec probes, under `exec` from
@@ -721,6 +734,73 @@ impl Asked {
         out.push(json!("--"));
         out.extend(command.iter().cloned());
         out
+    }
+}
+
+/// A pod that already holds a container or volume of ours by name (a hand-written sidecar, say)
+/// would be refused by the API server with duplicate names.
+fn taken_names(pod: &Value) -> Option<String> {
+    let names = |key: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("name").and_then(Value::as_str).map(String::from))
+            .collect()
+    };
+    let taken: Vec<String> = names("initContainers")
+        .into_iter()
+        .chain(names("containers"))
+        .chain(names("volumes"))
+        .filter(|n| OUR_NAMES.contains(&n.as_str()))
+        .collect();
+    if taken.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the pod already has {} named {}, which the webhook would add: remove the hand-written \
+         secrets-agent parts or the {PREFIX}inject annotation",
+        if taken.len() > 1 {
+            "containers or volumes"
+        } else {
+            "a container or volume"
+        },
+        taken.join(", ")
+    ))
+}
+
+/// Copies the app container's AWS identity (environment and token mounts) to ours.
+fn copy_identity(app: &Value, ours: &mut [Value]) {
+    let env_of = |key: &str, names: &[&str]| -> Vec<Value> {
+        app.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| names.contains(&n))
+            })
+            .cloned()
+            .collect()
+    };
+    let identity_env = env_of("env", &IDENTITY_ENV);
+    let identity_mounts = env_of("volumeMounts", &IDENTITY_VOLUMES);
+    for c in ours.iter_mut().filter_map(Value::as_object_mut) {
+        for (key, items) in [("env", &identity_env), ("volumeMounts", &identity_mounts)] {
+            if items.is_empty() {
+                continue;
+            }
+            let list = c.entry(key).or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut() {
+                for item in items.iter() {
+                    let name = item.get("name");
+                    if !list.iter().any(|e| e.get("name") == name) {
+                        list.push(item.clone());
+                    }
+                }
+            }
+        }
     }
 }
 
