@@ -59,22 +59,24 @@ demo-test: venv layer
 
 # The image run as real containers (podman): the ECS task's and the EKS pod's shapes.
 container-test: venv image
-	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
+	SECRETS_AGENT_IMAGE=localhost/$(IMAGE_NAME):$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
-# The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
+# Both layer zips are built and checked; `make container-test` builds both image architectures.
 test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test example-rust-test
 
-layer-check: layer layer-test
+layer-check: layer-all layer-test
 
 clean:
 	cargo clean
 	rm -rf $(VENV) cdk/node_modules cdk/dist cdk/cdk.out cdk/build
 
-# Targets owned by their folders: `make layer` (layer/layer.mk), `make image` (image/image.mk),
+# Targets owned by their folders: `make release-amd64` / `make release-arm64` (release/release.mk,
+# the one release build per architecture that the layer and the image share),
+# `make layer` (layer/layer.mk), `make image` (image/image.mk),
 # `make bench` (bench/bench.mk),
 # `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk),
 # `make example-rust` (examples/lambda-rust/example.mk).
--include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk
+-include release/release.mk layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk
 
 # `make deny`: licenses, bans (a second major of a crate) and sources of every dependency
 # (deny.toml), offline. cargo-deny is built once into .tools (git-ignored). Not part of
