@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check venv deps clean
+.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check arm64-test venv deps clean
 
 all: build
 
@@ -61,8 +61,30 @@ demo-test: venv layer
 container-test: venv image
 	SECRETS_AGENT_IMAGE=localhost/$(IMAGE_NAME):$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
-# Both layer zips are built and checked; `make container-test` builds both image architectures.
-test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test example-rust-test
+# The arm64 binaries run under qemu-user (tests/arm64.rs, Debian's qemu-user-static): the layer
+# zip's through the Lambda lifecycle against lambda-simulator, and the one inside the arm64
+# image (copied out with `podman create` + `podman cp`; nothing arm64 runs in podman) serving a
+# secret and stopping on SIGTERM. Both are the one static arm64 release build.
+QEMU_AARCH64 := /usr/bin/qemu-aarch64-static
+ARM64_TEST_DIR := target/arm64-test
+
+$(QEMU_AARCH64): | deps
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends qemu-user-static
+
+arm64-test: venv layer-arm64 image $(QEMU_AARCH64)
+	rm -rf $(ARM64_TEST_DIR) && mkdir -p $(ARM64_TEST_DIR)
+	ctr=$$($(PODMAN) create -q --no-healthcheck --platform linux/arm64 localhost/$(IMAGE_NAME):$(IMAGE_VERSION)-arm64) && \
+	  $(PODMAN) cp $$ctr:/usr/local/bin/secrets-agent $(ARM64_TEST_DIR)/image-secrets-agent; \
+	  rc=$$?; $(PODMAN) rm -f $$ctr >/dev/null; exit $$rc
+	SECRETS_AGENT_ARM64_LAYER_BIN=$(CURDIR)/layer/build/arm64/extensions/secrets-agent \
+	SECRETS_AGENT_ARM64_IMAGE_BIN=$(CURDIR)/$(ARM64_TEST_DIR)/image-secrets-agent \
+	SECRETS_AGENT_QEMU=$(QEMU_AARCH64) cargo test --test arm64 -- --ignored --nocapture
+
+# Both layer zips are built and checked; `make container-test` builds both image architectures
+# and `make arm64-test` runs the arm64 binaries emulated.
+test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test arm64-test cdk-test example-rust-test
 
 layer-check: layer-all layer-test
 
