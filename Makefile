@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check arm64-test venv deps clean
+.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check arm64-test static-dns-test venv deps clean
 
 all: build
 
@@ -82,9 +82,15 @@ arm64-test: venv layer-arm64 image $(QEMU_AARCH64)
 	SECRETS_AGENT_ARM64_IMAGE_BIN=$(CURDIR)/$(ARM64_TEST_DIR)/image-secrets-agent \
 	SECRETS_AGENT_QEMU=$(QEMU_AARCH64) cargo test --test arm64 -- --ignored --nocapture
 
+# The static release binaries resolve an AWS hostname through DNS with Amazon Linux 2's
+# `hosts: files dns myhostname` (tests/support/static_dns.sh), the arm64 one under qemu-user.
+static-dns-test: venv layer-all $(QEMU_AARCH64)
+	PY=$(PY) tests/support/static_dns.sh layer/build/x86_64/extensions/secrets-agent
+	PY=$(PY) tests/support/static_dns.sh layer/build/arm64/extensions/secrets-agent $(QEMU_AARCH64)
+
 # Both layer zips are built and checked; `make container-test` builds both image architectures
 # and `make arm64-test` runs the arm64 binaries emulated.
-test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test arm64-test cdk-test example-rust-test
+test: venv lint unit-test deploy-test webhook-test layer-check static-dns-test demo-test container-test arm64-test cdk-test example-rust-test
 
 layer-check: layer-all layer-test
 
