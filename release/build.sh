@@ -58,12 +58,16 @@ aarch64_std() {
     *) say "AARCH64_STD=$AARCH64_STD: want rustup, debian or auto"; exit 2 ;;
   esac
   if rustup target list --installed 2>/dev/null | grep -qx "$triple"; then echo rustup; return; fi
-  if command -v rustup >/dev/null && [ ! -f "$failed" ]; then
+  local why="rustup is not installed"
+  if [ -f "$failed" ]; then
+    why="an earlier rustup target add $triple failed or timed out ($failed)"
+  elif command -v rustup >/dev/null; then
     say "rustup target add $triple (at most ${timeout} s)"
     if timeout --kill-after=10 "$timeout" rustup target add "$triple" >&2; then echo rustup; return; fi
     mkdir -p "$(dirname "$failed")" && date -u >"$failed"
+    why="rustup target add $triple failed or did not finish in ${timeout} s"
   fi
-  say "rustup target add $triple did not finish in ${timeout} s (or failed earlier: $failed): building arm64 with Debian's rustc-web and libstd-rust-web-dev:arm64"
+  say "$why: building arm64 with Debian's rustc-web and libstd-rust-web-dev:arm64 instead"
   echo debian
 }
 
