@@ -82,7 +82,7 @@ arm64-test: venv layer-arm64 image $(QEMU_AARCH64)
 	SECRETS_AGENT_ARM64_IMAGE_BIN=$(CURDIR)/$(ARM64_TEST_DIR)/image-secrets-agent \
 	SECRETS_AGENT_QEMU=$(QEMU_AARCH64) cargo test --test arm64 -- --ignored --nocapture
 
-# The static release binaries resolve an AWS hostname through DNS with Amazon Linux 2's
+# The static release binaries resolve an AWS hostname through DNS with the hosts line
 # `hosts: files dns myhostname` (tests/support/static_dns.sh), the arm64 one under qemu-user.
 static-dns-test: venv layer-all $(QEMU_AARCH64)
 	PY=$(PY) tests/support/static_dns.sh layer/build/x86_64/extensions/secrets-agent

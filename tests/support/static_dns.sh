@@ -2,8 +2,9 @@
 # The release binaries are statically linked against glibc (release/build.sh). A static glibc
 # resolves names with its built-in `files` and `dns` NSS modules, and would dlopen any other
 # module /etc/nsswitch.conf lists (absent ones are skipped). This check runs the binary where AWS
-# hostnames resolve only through DNS, with Amazon Linux 2's hosts line
-# (`hosts: files dns myhostname`), and has it fetch a secret from moto by hostname:
+# hostnames resolve only through DNS, with a hosts line that lists a module beyond files and dns
+# (`hosts: files dns myhostname`; Lambda's own nsswitch.conf was not inspected), and has it fetch
+# a secret from moto by hostname:
 #
 #   tests/support/static_dns.sh BINARY [RUNNER...]     e.g. RUNNER = qemu-aarch64-static
 #
