@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check venv deps clean
+.PHONY: all build run test lint unit-test deploy-test webhook-test demo-test container-test layer-check arm64-test static-dns-test venv deps clean
 
 all: build
 
@@ -60,22 +60,52 @@ demo-test: venv layer
 
 # The image run as real containers (podman): the ECS task's and the EKS pod's shapes.
 container-test: venv image
-	SECRETS_AGENT_IMAGE=localhost/secrets-agent:$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
+	SECRETS_AGENT_IMAGE=localhost/$(IMAGE_NAME):$(IMAGE_VERSION)-amd64 $(PY) -m pytest tests/containers -q
 
-# The layer (x86_64) is built and its zip checked too: `make layer-test` needs `make layer`.
-test: venv lint unit-test deploy-test webhook-test layer-check demo-test container-test cdk-test example-rust-test
+# The arm64 binaries run under qemu-user (tests/arm64.rs, Debian's qemu-user-static): the layer
+# zip's through the Lambda lifecycle against lambda-simulator, and the one inside the arm64
+# image (copied out with `podman create` + `podman cp`; nothing arm64 runs in podman) serving a
+# secret and stopping on SIGTERM. Both are the one static arm64 release build.
+QEMU_AARCH64 := /usr/bin/qemu-aarch64-static
+ARM64_TEST_DIR := target/arm64-test
 
-layer-check: layer layer-test
+$(QEMU_AARCH64): | deps
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends qemu-user-static
+
+arm64-test: venv layer-arm64 image $(QEMU_AARCH64)
+	rm -rf $(ARM64_TEST_DIR) && mkdir -p $(ARM64_TEST_DIR)
+	ctr=$$($(PODMAN) create -q --no-healthcheck --platform linux/arm64 localhost/$(IMAGE_NAME):$(IMAGE_VERSION)-arm64) && \
+	  $(PODMAN) cp $$ctr:/usr/local/bin/secrets-agent $(ARM64_TEST_DIR)/image-secrets-agent; \
+	  rc=$$?; $(PODMAN) rm -f $$ctr >/dev/null; exit $$rc
+	SECRETS_AGENT_ARM64_LAYER_BIN=$(CURDIR)/layer/build/arm64/extensions/secrets-agent \
+	SECRETS_AGENT_ARM64_IMAGE_BIN=$(CURDIR)/$(ARM64_TEST_DIR)/image-secrets-agent \
+	SECRETS_AGENT_QEMU=$(QEMU_AARCH64) cargo test --test arm64 -- --ignored --nocapture
+
+# The static release binaries resolve an AWS hostname through DNS with the hosts line
+# `hosts: files dns myhostname` (tests/support/static_dns.sh), the arm64 one under qemu-user.
+static-dns-test: venv layer-all $(QEMU_AARCH64)
+	PY=$(PY) tests/support/static_dns.sh layer/build/x86_64/extensions/secrets-agent
+	PY=$(PY) tests/support/static_dns.sh layer/build/arm64/extensions/secrets-agent $(QEMU_AARCH64)
+
+# Both layer zips are built and checked; `make container-test` builds both image architectures
+# and `make arm64-test` runs the arm64 binaries emulated.
+test: venv lint unit-test deploy-test webhook-test layer-check static-dns-test demo-test container-test arm64-test cdk-test example-rust-test
+
+layer-check: layer-all layer-test
 
 clean:
 	cargo clean
 	rm -rf $(VENV) cdk/node_modules cdk/dist cdk/cdk.out cdk/build
 
-# Targets owned by their folders: `make layer` (layer/layer.mk), `make image` (image/image.mk),
+# Targets owned by their folders: `make release-amd64` / `make release-arm64` (release/release.mk,
+# the one release build per architecture that the layer and the image share),
+# `make layer` (layer/layer.mk), `make image` (image/image.mk),
 # `make bench` (bench/bench.mk),
 # `make fuzz` (fuzz/fuzz.mk), `make cdk-test` (cdk/cdk.mk),
 # `make example-rust` (examples/lambda-rust/example.mk).
--include layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk
+-include release/release.mk layer/layer.mk image/image.mk bench/bench.mk fuzz/fuzz.mk cdk/cdk.mk examples/lambda-rust/example.mk
 
 # `make deny`: licenses, bans (a second major of a crate) and sources of every dependency
 # (deny.toml), offline. cargo-deny is built once into .tools (git-ignored). Not part of
