@@ -5,8 +5,8 @@
 #
 # Offline: the stacks are environment-agnostic (no account or region lookups), the CLI's version
 # check, notices and telemetry are off. The synth uses placeholder layer zips and a placeholder
-# Rust `bootstrap` made in cdk/build/, so it needs neither `make layer-all` (the arm64 layer needs
-# an aarch64 Rust std) nor `make example-rust`; a deploy uses the real ones (docs/cdk.md).
+# Rust `bootstrap` made in cdk/build/, so it needs neither `make layer-all` (two release builds)
+# nor `make example-rust`; a deploy uses the real ones (docs/cdk.md).
 
 CDK_DIR := cdk
 CDK_PLACEHOLDERS := $(CDK_DIR)/build/placeholders
