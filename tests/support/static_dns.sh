@@ -18,7 +18,10 @@ bin=$(realpath "${1:?usage: tests/support/static_dns.sh BINARY [RUNNER...]}")
 shift
 runner="$*"
 cd "$(dirname "$0")/../.."
-py=$(realpath "${PY:-.venv/bin/python}")
+# Absolute, but not through realpath: a virtualenv's python is a link to the base interpreter,
+# and resolving it would leave the virtualenv (and its moto) behind.
+py=${PY:-.venv/bin/python}
+py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 printf 'hosts: files dns myhostname\n' >"$tmp/nsswitch.conf"
