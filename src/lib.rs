@@ -107,13 +107,13 @@ pub async fn start(config: &Config, env: &Env) -> Result<Started, StartError> {
              token can read secrets; use 127.0.0.1 unless you really mean it"
         );
     }
-    if token.len() < api::token::SHORT_TOKEN_CHARS {
+    let chars = token.char_count();
+    if chars < api::token::SHORT_TOKEN_CHARS {
         tracing::warn!(
-            chars = token.len(),
-            "the SSRF token has only {} characters: any process on this host that guesses it \
-             reads every secret; use {} or more random characters (or let the agent generate \
+            chars,
+            "the SSRF token has only {chars} characters: any process on this host that guesses \
+             it reads every secret; use {} or more random characters (or let the agent generate \
              one with --token-file)",
-            token.len(),
             api::token::SHORT_TOKEN_CHARS
         );
     }

@@ -184,17 +184,12 @@ impl Token {
         }
     }
 
-    /// How many characters the token has now.
-    pub fn len(&self) -> usize {
+    /// How many characters the token has now (the start-up warning about short tokens).
+    pub fn char_count(&self) -> usize {
         match &self.0 {
             Repr::Fixed(t) => t.chars().count(),
             Repr::File(f) => f.read().chars().count(),
         }
-    }
-
-    /// Never true: an empty token is refused at start.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// For a token read from a file, a future that checks the file every 250 ms and, when it
